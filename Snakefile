@@ -1,0 +1,22 @@
+# sipe-pipeline: the SIPE workflow as a Snakemake DAG. Settings: params.yaml (schema in
+# workflow/schemas/). Rules live in workflow/rules/, grouped by pipeline phase.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+validate(config, "workflow/schemas/params.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{RESULTS}/dataset/contact_sheet.png",
+        f"{RESULTS}/dataset/stats.json",

@@ -1,0 +1,119 @@
+"""``sipe``: one subcommand per pipeline stage.
+
+Each subcommand takes its inputs and outputs as paths and its settings from ``params.yaml``, so
+Snakemake rules, DVC stages and people run the same thing. Errors in the input (a bad setting, a
+broken dataset) end with one line on stderr naming the file or key, and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from sipe import __version__
+from sipe.errors import SipeError
+
+
+def _default_workers() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), metavar="FILE",
+                        help="settings file checked against workflow/schemas/params.schema.yaml (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=_default_workers(), metavar="N",
+                        help="worker processes for per-image work (default: the CPUs available, %(default)s)")
+    parser.add_argument("--log", type=Path, metavar="FILE", help="also write the log to FILE")
+
+
+def _prepare_data(args, params):
+    from sipe.stages.data import prepare_data
+
+    prepare_data(params, args.out, args.workers)
+
+
+def _dataset_report(args, params):
+    from sipe.stages.data import dataset_report
+
+    dataset_report(params, args.data, args.out, args.workers)
+
+
+def _validate_data(args, params):
+    from sipe.data.manifest import DatasetManifest
+    from sipe.data.validate import validate_dataset
+
+    manifest = DatasetManifest.load(args.data)
+    validate_dataset(manifest, workers=args.workers)
+    print(f"{args.data}: ok ({', '.join(f'{r} {len(manifest.ids(r))}' for r in manifest.splits)} images)")
+
+
+def _check_params(args, params):
+    print(f"{args.params}: ok (dataset: {params['dataset']})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sipe", description="sipe-pipeline: one command per stage of the SIPE weakly supervised segmentation pipeline.",
+        epilog="Run `sipe <command> --help` for the options of a stage.")
+    parser.add_argument("--version", action="version", version=f"sipe-pipeline {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    def command(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("prepare-data", _prepare_data,
+                "Build the dataset that params.yaml `dataset` names (synthetic, voc or coco) as a prepared "
+                "dataset in VOC layout with dataset.json; validated before it is moved into place.")
+    p.add_argument("--out", type=Path, required=True, help="output folder, e.g. data/synthetic")
+
+    p = command("dataset-report", _dataset_report,
+                "Validate a prepared dataset and write stats.json, class_stats.csv and contact_sheet.png.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (holds dataset.json)")
+    p.add_argument("--out", type=Path, required=True, help="output folder, e.g. results/synthetic/dataset")
+
+    p = command("validate-data", _validate_data,
+                "Check a prepared dataset: id lists, images, masks (values, sizes) and class labels.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (holds dataset.json)")
+
+    command("check-params", _check_params, "Check the params file against the schema.")
+    return parser
+
+
+def _setup_logging(log_file: Path | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    _setup_logging(args.log)
+    try:
+        from sipe.config import load_params
+
+        params = load_params(args.params)
+        args.func(args, params)
+    except SipeError as exc:
+        message = f"sipe {args.command}: error: {exc}"
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):  # the log file gets the error too
+                handler.handle(logging.makeLogRecord({"name": "sipe", "msg": message, "levelno": logging.ERROR, "levelname": "ERROR"}))
+        print(message, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Loading and checking ``params.yaml`` against ``workflow/schemas/params.schema.yaml``.
+
+The same JSON schema is enforced by the Snakefile (``snakemake.utils.validate``) and here, for
+every ``sipe`` command, so a bad setting stops either entry point with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from sipe.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
+
+
+@cache
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def validate_params(params: dict, source: str = "params.yaml") -> dict:
+    """Check ``params`` against the schema and the cross-field rules; raise :class:`ConfigError`."""
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.path), list(map(str, e.path))))
+    if errors:
+        error = errors[0]
+        if error.validator == "additionalProperties":
+            known = set(error.schema.get("properties", {}))
+            unknown = sorted(set(error.instance) - known)
+            raise ConfigError(f"{source}: unknown key '{_key([*error.path, unknown[0]])}'")
+        where = f" {_key(error.path)}:" if error.path else ""
+        raise ConfigError(f"{source}:{where} {error.message}")
+    syn = params["synthetic"]
+    if syn["train"] > syn["train_aug"]:
+        raise ConfigError(f"{source}: synthetic.train: {syn['train']} exceeds synthetic.train_aug ({syn['train_aug']})")
+    if syn["min_side"] > syn["max_side"]:
+        raise ConfigError(f"{source}: synthetic.min_side: {syn['min_side']} exceeds synthetic.max_side ({syn['max_side']})")
+    return params
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    """Read and validate a params file."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: must be a mapping of settings, got {type(params).__name__}")
+    return validate_params(params, str(path))

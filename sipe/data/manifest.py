@@ -1,0 +1,175 @@
+"""The prepared-dataset manifest (``dataset.json``): the one description every later stage reads.
+
+A prepared dataset is a folder in VOC 2012 layout plus ``dataset.json``::
+
+    {"name": "synthetic",
+     "classes": ["background", "aeroplane", ...],          # index 0 = background
+     "labels": "cls_labels.json",                          # id -> sorted class indices 1..C
+     "splits": {"train_aug": {"list": "ImageSets/Segmentation/train_aug.txt",
+                              "images": "JPEGImages", "masks": "SegmentationClassAug"},
+                "train": {...}, "val": {...}},
+     "image_ext": ".jpg", "mask_ext": ".png"}
+
+Paths are relative to the folder holding ``dataset.json`` (they may lead outside it, e.g. to the
+JPEGImages of a VOC root that is never copied). Split roles: ``train_aug`` trains every network,
+``train`` is where localisation maps and pseudo labels are scored (SPEC D, F.5), ``val`` is where
+DeepLab is scored (SPEC G.3). A split may have ``"masks": null`` (VOC test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sipe.errors import DatasetError, first_offenders
+
+MANIFEST_NAME = "dataset.json"
+SPLIT_ROLES = ("train_aug", "train", "val")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One id list with the folders its images and (optional) masks live in."""
+
+    list_file: Path
+    image_dir: Path
+    mask_dir: Path | None
+
+
+def bad_id_reason(image_id: str) -> str | None:
+    """Why ``image_id`` is not a safe file stem (``None`` when it is)."""
+    if not image_id:
+        return "empty id"
+    if image_id != image_id.strip() or any(ch.isspace() for ch in image_id):
+        return "whitespace in id"
+    if "/" in image_id or "\\" in image_id:
+        return "path separator in id"
+    if image_id in (".", "..") or ".." in image_id:
+        return "'..' in id"
+    if os.path.isabs(image_id):
+        return "absolute path"
+    return None
+
+
+def read_id_list(path: str | os.PathLike) -> list[str]:
+    """Read an id list (one id per line; VOC-style ``/JPEGImages/x.jpg ...`` lines keep the stem).
+
+    Raises :class:`DatasetError` for a missing or empty list, duplicates and unsafe ids.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: id list not found")
+    ids = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        token = line.split()[0]
+        if token.startswith("/JPEGImages/"):  # SIPE/SBD list style: "/JPEGImages/<id>.jpg /Seg.../<id>.png"
+            token = Path(token).stem
+        ids.append(token)
+    if not ids:
+        raise DatasetError(f"{path}: id list is empty")
+    bad = [f"{i!r} ({reason})" for i in ids if (reason := bad_id_reason(i))]
+    if bad:
+        raise DatasetError(f"{path}: invalid ids: {first_offenders(bad)}")
+    seen, dups = set(), []
+    for i in ids:
+        if i in seen:
+            dups.append(i)
+        seen.add(i)
+    if dups:
+        raise DatasetError(f"{path}: duplicate ids: {first_offenders(dups)}")
+    return ids
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """A prepared dataset: class names, splits and the image-level labels file."""
+
+    root: Path
+    name: str
+    classes: tuple[str, ...]
+    splits: dict[str, Split]
+    labels_file: Path
+    image_ext: str = ".jpg"
+    mask_ext: str = ".png"
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including background (VOC 21, COCO 81)."""
+        return len(self.classes)
+
+    def split(self, role: str) -> Split:
+        if role not in self.splits:
+            raise DatasetError(f"{self.root / MANIFEST_NAME}: no split {role!r} (has: {', '.join(self.splits)})")
+        return self.splits[role]
+
+    def ids(self, role: str) -> list[str]:
+        return read_id_list(self.split(role).list_file)
+
+    def image_path(self, role: str, image_id: str) -> Path:
+        return self.split(role).image_dir / f"{image_id}{self.image_ext}"
+
+    def mask_path(self, role: str, image_id: str) -> Path:
+        mask_dir = self.split(role).mask_dir
+        if mask_dir is None:
+            raise DatasetError(f"{self.root / MANIFEST_NAME}: split {role!r} has no masks")
+        return mask_dir / f"{image_id}{self.mask_ext}"
+
+    def class_labels(self) -> dict[str, tuple[int, ...]]:
+        """Image-level labels: id -> sorted foreground class indices (1..C), SPEC A.2/A.3."""
+        try:
+            raw = json.loads(self.labels_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{self.labels_file}: cannot read class labels ({exc})") from None
+        bad = [k for k, v in raw.items()
+               if not isinstance(v, list) or not all(isinstance(c, int) and 1 <= c < self.num_classes for c in v)]
+        if bad:
+            raise DatasetError(f"{self.labels_file}: labels must be lists of class indices 1..{self.num_classes - 1}; "
+                               f"bad entries: {first_offenders(bad)}")
+        return {k: tuple(sorted(v)) for k, v in raw.items()}
+
+    def to_json(self) -> dict:
+        def rel(p: Path | None):
+            return None if p is None else os.path.relpath(p, self.root)
+
+        return {
+            "name": self.name,
+            "classes": list(self.classes),
+            "labels": rel(self.labels_file),
+            "splits": {role: {"list": rel(s.list_file), "images": rel(s.image_dir), "masks": rel(s.mask_dir)}
+                       for role, s in self.splits.items()},
+            "image_ext": self.image_ext,
+            "mask_ext": self.mask_ext,
+        }
+
+    def write(self) -> None:
+        """Write ``dataset.json`` into :attr:`root` (atomically)."""
+        from sipe.io import write_json
+
+        write_json(self.root / MANIFEST_NAME, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "DatasetManifest":
+        """Load ``dataset.json`` (``path`` may be the file or its folder)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MANIFEST_NAME
+        try:
+            raw = json.loads(path.read_text())
+            root = path.parent
+
+            def resolve(p):
+                return None if p is None else (root / p)
+
+            splits = {role: Split(resolve(s["list"]), resolve(s["images"]), resolve(s["masks"]))
+                      for role, s in raw["splits"].items()}
+            return cls(root=root, name=raw["name"], classes=tuple(raw["classes"]), splits=splits,
+                       labels_file=resolve(raw["labels"]), image_ext=raw.get("image_ext", ".jpg"),
+                       mask_ext=raw.get("mask_ext", ".png"))
+        except FileNotFoundError:
+            raise DatasetError(f"{path}: dataset manifest not found (run the prepare-data stage first)") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{path}: not a valid dataset manifest ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,99 @@
+"""Atomic file output and the small file formats shared by every stage (JSON, palette PNG).
+
+Every stage writes to a temporary sibling and renames it into place on success, so a killed
+stage never leaves an output that looks complete (DESIGN, "Reliability rules").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IGNORE_INDEX = 255
+
+
+def voc_palette() -> list[int]:
+    """The PASCAL VOC colour map (256 RGB triples, flattened), as used by its palette PNGs."""
+    palette = []
+    for index in range(256):
+        r = g = b = 0
+        c = index
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+_PALETTE = voc_palette()
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, directory: bool = False):
+    """Yield a temporary path next to ``target``; move it onto ``target`` only if the block succeeds.
+
+    With ``directory=True`` the temporary path is an empty directory and an existing ``target``
+    directory is replaced as a whole.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory:
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        else:
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+    except BaseException:
+        if directory:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_label_png(path: str | os.PathLike, label: np.ndarray) -> None:
+    """Save a uint8 label map (0..C, 255 = ignore) as a VOC palette PNG, atomically."""
+    if label.dtype != np.uint8 or label.ndim != 2:
+        raise ValueError(f"{path}: label map must be a 2-D uint8 array, got {label.dtype} {label.shape}")
+    image = Image.fromarray(label, mode="P")
+    image.putpalette(_PALETTE)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a label PNG (palette or grayscale) as its raw uint8 indices, never as colours."""
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L"):
+            raise ValueError(f"{path}: label PNG must be palette (P) or grayscale (L), got mode {image.mode}")
+        return np.asarray(image, dtype=np.uint8).copy()
