@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/env.sh
-exec snakemake "$@"
+exec snakemake --workflow-profile workflow/profiles/default "$@"

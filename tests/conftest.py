@@ -45,6 +45,10 @@ def copy_repo(dest: Path, **overrides) -> Path:
         else:
             params[section] = values
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # DVC needs a Git repository around its project.
+    run(["git", "init", "-q"], cwd=dest)
+    run(["git", "add", "-A"], cwd=dest)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "copy"], cwd=dest)
     return dest
 
 

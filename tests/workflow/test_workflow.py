@@ -84,9 +84,6 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def test_dvc_repro_matches_snakemake_and_is_a_fast_no_op(snakemake_run: Path, tmp_path):
     repo = copy_repo(tmp_path)
-    run(["git", "init", "-q"], cwd=repo)
-    run(["git", "add", "-A"], cwd=repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], cwd=repo)
     run(["dvc", "repro"], cwd=repo)
     assert _digest(repo / "data/synthetic") == _digest(snakemake_run / "data/synthetic")
     assert (repo / "results/synthetic/dataset/contact_sheet.png").read_bytes() == \

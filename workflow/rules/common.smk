@@ -19,6 +19,9 @@ DATA = f"data/{DATASET}"
 RESULTS = f"results/{DATASET}"
 LOGS = f"logs/{DATASET}"
 
+# Per-image stages use a process pool of this size; Snakemake lowers it to --cores when fewer.
+PER_IMAGE_THREADS = 8
+
 
 def code(*paths):
     """Source files a rule depends on, so that editing them reruns the rule (a folder means its *.py)."""

@@ -14,7 +14,7 @@ rule prepare_data:
         f"{LOGS}/prepare_data.log",
     conda:
         "../envs/sipe.yaml"
-    threads: workflow.cores
+    threads: PER_IMAGE_THREADS
     resources:
         mem_mb=4000,
         runtime=30 if DATASET == "synthetic" else 240,
@@ -47,7 +47,7 @@ rule dataset_report:
         f"{LOGS}/dataset_report.log",
     conda:
         "../envs/sipe.yaml"
-    threads: workflow.cores
+    threads: PER_IMAGE_THREADS
     resources:
         mem_mb=2000,
         runtime=10 if DATASET == "synthetic" else 60,
