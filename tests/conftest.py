@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the environment's bin/ (snakemake, dvc, sipe)
 
 # Small enough that the whole DAG takes seconds, large enough that every stage has real work.
+GENERATED = ("data/", "results/", "logs/")
 TINY_SYNTHETIC = {"train_aug": 24, "train": 8, "val": 8, "min_side": 64, "max_side": 96}
 
 
@@ -32,6 +33,8 @@ def copy_repo(dest: Path, **overrides) -> Path:
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
+        if name == "dvc.lock" or (name.startswith(GENERATED) and not name.endswith("README.md")):
+            continue  # outputs of earlier runs in this checkout
         src = REPO / name
         if src.is_file() or src.is_symlink():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
