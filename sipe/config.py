@@ -44,6 +44,9 @@ def validate_params(params: dict, source: str = "params.yaml") -> dict:
         raise ConfigError(f"{source}: synthetic.train: {syn['train']} exceeds synthetic.train_aug ({syn['train_aug']})")
     if syn["min_side"] > syn["max_side"]:
         raise ConfigError(f"{source}: synthetic.min_side: {syn['min_side']} exceeds synthetic.max_side ({syn['max_side']})")
+    low, high = params["sipe"]["resize_long"]
+    if low > high:
+        raise ConfigError(f"{source}: sipe.resize_long: {low} exceeds {high}")
     return params
 
 
