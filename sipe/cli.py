@@ -50,6 +50,61 @@ def _validate_data(args, params):
     print(f"{args.data}: ok ({', '.join(f'{r} {len(manifest.ids(r))}' for r in manifest.splits)} images)")
 
 
+def _train_sipe(args, params):
+    from sipe.stages.train_sipe import train_sipe
+
+    train_sipe(params, args.data, args.out, args.workers, device=args.device,
+               gsc=False if args.variant == "nogsc" else None)
+
+
+def _make_cams(args, params):
+    from sipe.data.manifest import DatasetManifest
+    from sipe.stages.cams import make_cams
+    from sipe.stages.shards import gather, parse_shard, shard_ids, write_shard_record
+
+    shard = parse_shard(args.shard)
+    make_cams(params, args.data, args.model, args.out, role="train_aug", shard=shard, workers=args.workers,
+              device=args.device)
+    ids = DatasetManifest.load(args.data).ids("train_aug")
+    write_shard_record(args.out, shard, shard_ids(ids, shard))
+    if shard[1] == 1:
+        gather(args.out, ids, ".npz", "train_aug")
+
+
+def _gather_maps(args, params):
+    from sipe.data.manifest import DatasetManifest
+    from sipe.stages.shards import gather
+
+    gather(args.maps, DatasetManifest.load(args.data).ids(args.role), ".npz", args.role)
+
+
+def _cam_overlays(args, params):
+    from sipe.stages.cams import cam_overlays
+
+    cam_overlays(params, args.data, args.maps, args.out)
+
+
+def _eval_cams(args, params):
+    from sipe.stages.cams import eval_cams
+
+    eval_cams(params, args.data, args.maps, args.out)
+
+
+def _localisation_table(args, params):
+    from sipe.stages.tables import localisation_table, write_table
+
+    table = localisation_table(args.summaries, params["dataset"])
+    write_table(table, args.out, f"Localisation maps on the train split ({params['dataset']})")
+    print(table.to_string(index=False))
+
+
+def _convert_checkpoint(args, params):
+    from sipe.models.convert import convert_reference_checkpoint
+
+    convert_reference_checkpoint(args.src, args.out)
+    print(f"{args.src} -> {args.out}")
+
+
 def _check_params(args, params):
     print(f"{args.params}: ok (dataset: {params['dataset']})")
 
@@ -80,6 +135,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("validate-data", _validate_data,
                 "Check a prepared dataset: id lists, images, masks (values, sizes) and class labels.")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (holds dataset.json)")
+
+    p = command("train-sipe", _train_sipe,
+                "Train the SIPE classifier (IPE + GSC) on train_aug; resumes from OUT/resume.pt if a run was killed.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, steps.csv, train.json, loss.png")
+    p.add_argument("--variant", choices=("sipe", "nogsc"), default="sipe",
+                   help="sipe: the settings of params.yaml; nogsc: the same without the GSC loss (paper Tab. 4)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+
+    p = command("make-cams", _make_cams,
+                "Multi-scale + flip CAM and IS-CAM maps of train_aug (or one shard of it), one .npz per image.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--model", type=Path, required=True, help="SIPE checkpoint (model.pt)")
+    p.add_argument("--out", type=Path, required=True, help="map folder")
+    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+
+    p = command("gather-maps", _gather_maps,
+                "Check that every image of a split has its map in a map folder; write its index.json.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--maps", type=Path, required=True, help="map folder")
+    p.add_argument("--role", default="train_aug", help="split the maps were made for (default: %(default)s)")
+
+    p = command("cam-overlays", _cam_overlays, "CAM vs IS-CAM overlays of the first images of the train split (PNG).")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--maps", type=Path, required=True, help="map folder")
+    p.add_argument("--out", type=Path, required=True, help="PNG file")
+
+    p = command("eval-cams", _eval_cams,
+                "mIoU of IS-CAM and of the CAM baseline (background-threshold sweep) on the train split.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--maps", type=Path, required=True, help="map folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+
+    p = command("localisation-table", _localisation_table,
+                "Paper Tab. 4 side by side: CAM baseline, IS-CAM without GSC, SIPE (CSV + Markdown).")
+    p.add_argument("--summaries", type=Path, nargs="+", required=True,
+                   help="<results>/<variant>/eval_cams/summary.json files")
+    p.add_argument("--out", type=Path, required=True, help="CSV file; the Markdown table goes next to it")
+
+    p = command("convert-checkpoint", _convert_checkpoint,
+                "Convert the SIPE authors' checkpoint ({'net': state_dict}, ResNet-50) into a model.pt of this pipeline.")
+    p.add_argument("--src", type=Path, required=True, help="the authors' .pth file (e.g. final.pth)")
+    p.add_argument("--out", type=Path, required=True, help="model.pt to write")
 
     command("check-params", _check_params, "Check the params file against the schema.")
     return parser

@@ -1,0 +1,49 @@
+"""Sharding of per-image stages: shard names, id selection, per-shard records and the gather check.
+
+A shard is named ``K-of-N`` (1-based, Snakemake's ``scatteritem``) and takes ``ids[K-1::N]``. Each
+shard job writes its per-image files into a shared folder plus ``shards/K-of-N.json`` listing the
+ids it wrote; the gather step verifies that every id of the list has its file and writes
+``index.json`` (DESIGN, "Reliability rules").
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sipe.errors import SipeError, first_offenders
+from sipe.io import write_json
+
+_SHARD = re.compile(r"^(\d+)-of-(\d+)$")
+
+
+def parse_shard(name: str) -> tuple[int, int]:
+    """``"2-of-4"`` → (1, 4): zero-based shard index and shard count."""
+    match = _SHARD.match(name)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise SipeError(f"--shard {name!r}: expected K-of-N with 1 <= K <= N, e.g. 1-of-4")
+    return int(match[1]) - 1, int(match[2])
+
+
+def shard_ids(ids: list[str], shard: tuple[int, int]) -> list[str]:
+    """The ids of one shard: every N-th id starting at index K (a stable, balanced split)."""
+    index, count = shard
+    return ids[index::count]
+
+
+def write_shard_record(out_dir: Path, shard: tuple[int, int], ids: list[str]) -> Path:
+    """Record which ids a shard wrote: ``out_dir/shards/K-of-N.json``."""
+    path = out_dir / "shards" / f"{shard[0] + 1}-of-{shard[1]}.json"
+    write_json(path, {"shard": f"{shard[0] + 1}-of-{shard[1]}", "ids": ids})
+    return path
+
+
+def gather(out_dir: Path, ids: list[str], suffix: str, role: str) -> Path:
+    """Check that ``out_dir/<id><suffix>`` exists for every id; write ``out_dir/index.json``."""
+    missing = [i for i in ids if not (out_dir / f"{i}{suffix}").is_file()]
+    if missing:
+        raise SipeError(f"{out_dir}: {len(missing)} of {len(ids)} images of split {role!r} have no {suffix} file: "
+                        f"{first_offenders(missing)}")
+    path = out_dir / "index.json"
+    write_json(path, {"role": role, "suffix": suffix, "count": len(ids), "ids": ids})
+    return path
