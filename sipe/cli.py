@@ -58,17 +58,11 @@ def _train_sipe(args, params):
 
 
 def _make_cams(args, params):
-    from sipe.data.manifest import DatasetManifest
     from sipe.stages.cams import make_cams
-    from sipe.stages.shards import gather, parse_shard, shard_ids, write_shard_record
+    from sipe.stages.shards import parse_shard
 
-    shard = parse_shard(args.shard)
-    make_cams(params, args.data, args.model, args.out, role="train_aug", shard=shard, workers=args.workers,
-              device=args.device)
-    ids = DatasetManifest.load(args.data).ids("train_aug")
-    write_shard_record(args.out, shard, shard_ids(ids, shard))
-    if shard[1] == 1:
-        gather(args.out, ids, ".npz", "train_aug")
+    make_cams(params, args.data, args.model, args.out, role="train_aug", shard=parse_shard(args.shard),
+              workers=args.workers, device=args.device)
 
 
 def _gather_maps(args, params):

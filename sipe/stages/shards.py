@@ -26,9 +26,14 @@ def parse_shard(name: str) -> tuple[int, int]:
 
 
 def shard_ids(ids: list[str], shard: tuple[int, int]) -> list[str]:
-    """The ids of one shard: every N-th id starting at index K (a stable, balanced split)."""
-    index, count = shard
-    return ids[index::count]
+    """The ids of shard (index, count), zero-based: ``ids[index::count]`` (stable, disjoint, complete)."""
+    try:
+        index, count = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise SipeError(f"shard must be a pair (index, count), got {shard!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise SipeError(f"shard {index} of {count}: need count >= 1 and 0 <= index < count")
+    return list(ids)[index::count]
 
 
 def write_shard_record(out_dir: Path, shard: tuple[int, int], ids: list[str]) -> Path:
