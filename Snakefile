@@ -11,8 +11,13 @@ configfile: "params.yaml"
 validate(config, "workflow/schemas/params.schema.yaml")
 
 
+scattergather:
+    cams=config["cams"]["shards"],
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/sipe.smk"
 
 
 rule all:
@@ -20,3 +25,5 @@ rule all:
     input:
         f"{RESULTS}/dataset/contact_sheet.png",
         f"{RESULTS}/dataset/stats.json",
+        f"{RESULTS}/localisation.csv",
+        expand(f"{RESULTS}/{{variant}}/eval_cams/overlays.png", variant=VARIANTS),

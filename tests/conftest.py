@@ -17,6 +17,8 @@ BIN = Path(sys.executable).parent  # the environment's bin/ (snakemake, dvc, sip
 # Small enough that the whole DAG takes seconds, large enough that every stage has real work.
 GENERATED = ("data/", "results/", "logs/")
 TINY_SYNTHETIC = {"train_aug": 24, "train": 8, "val": 8, "min_side": 64, "max_side": 96}
+TINY_SIPE = {"crop": 64, "resize_long": [48, 96], "batch_size": 8, "epochs": 2, "checkpoint_every": 2,
+             "loader_workers": 0}
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -42,6 +44,8 @@ def copy_repo(dest: Path, **overrides) -> Path:
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["synthetic"].update(TINY_SYNTHETIC)
     params["dataset_report"]["samples"] = 4
+    params["sipe"].update(TINY_SIPE)
+    params["cams"]["scales"] = [1.0, 0.5]
     for section, values in overrides.items():
         if isinstance(values, dict):
             params[section].update(values)

@@ -54,6 +54,12 @@ def test_dag_produces_dataset_and_report(snakemake_run: Path):
     assert stats["splits"] == {"train_aug": 24, "train": 8, "val": 8}
     assert (report / "contact_sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (snakemake_run / "logs/synthetic/prepare_data.log").stat().st_size > 0
+    table = (snakemake_run / "results/synthetic/localisation.csv").read_text().splitlines()
+    assert table[0] == "method,model,bg_threshold,mIoU,paper_voc_mIoU" and len(table) == 5
+    for variant in ("sipe", "nogsc"):
+        maps = sorted(p.stem for p in (snakemake_run / f"results/synthetic/{variant}/cams").glob("*.npz"))
+        assert len(maps) == 24  # every train_aug image, written by two shard jobs
+        assert (snakemake_run / f"results/synthetic/{variant}/cams/shards/2-of-2.json").is_file()
 
 
 def test_second_run_is_a_fast_no_op(snakemake_run: Path):
@@ -83,13 +89,14 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_dvc_repro_matches_snakemake_and_is_a_fast_no_op(snakemake_run: Path, tmp_path):
+    """The data stages through DVC give byte-identical files; the whole DVC DAG's shape is test_dvc_agrees'."""
     repo = copy_repo(tmp_path)
-    run(["dvc", "repro"], cwd=repo)
+    run(["dvc", "repro", "dataset_report"], cwd=repo)
     assert _digest(repo / "data/synthetic") == _digest(snakemake_run / "data/synthetic")
     assert (repo / "results/synthetic/dataset/contact_sheet.png").read_bytes() == \
         (snakemake_run / "results/synthetic/dataset/contact_sheet.png").read_bytes()
     start = time.monotonic()
-    proc = run(["dvc", "repro"], cwd=repo)
+    proc = run(["dvc", "repro", "dataset_report"], cwd=repo)
     elapsed = time.monotonic() - start
     assert "didn't change, skipping" in proc.stdout and "Running stage" not in proc.stdout
     assert elapsed <= 5.0, f"no-op dvc repro took {elapsed:.1f} s"

@@ -1,0 +1,165 @@
+# Phase 2: SIPE classifier training (IPE + GSC), IS-CAM generation and localisation-map evaluation.
+# Variants: "sipe" (params.yaml settings) and "nogsc" (the same with the GSC loss off, paper Tab. 4).
+
+VARIANTS = config["sipe"]["variants"]
+
+
+wildcard_constraints:
+    variant="|".join(VARIANTS),
+
+
+rule train_sipe:
+    """Train the SIPE classifier on train_aug (SPEC A.4, B, C); resumes from its checkpoint if killed."""
+    input:
+        data=DATA,
+        code=code("sipe/ipe.py", "sipe/models", "sipe/training.py", "sipe/data/transforms.py",
+                  "sipe/data/classification.py", "sipe/stages/train_sipe.py"),
+    output:
+        model=f"{RESULTS}/{{variant}}/model.pt",
+        steps=f"{RESULTS}/{{variant}}/train/steps.csv",
+        summary=f"{RESULTS}/{{variant}}/train/train.json",
+        curve=report(f"{RESULTS}/{{variant}}/train/loss.png", caption="../report/loss.rst", category="Training",
+                     subcategory="{variant}"),
+    params:
+        file=PARAMS,
+        settings=config["sipe"],
+        out=subpath(output.model, parent=True),
+    log:
+        f"{LOGS}/train_sipe_{{variant}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    threads: PER_IMAGE_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=15 if DATASET == "synthetic" else 24 * 60,
+        gpu=0 if DATASET == "synthetic" else 1,
+    shell:
+        "python -m sipe train-sipe --params {params.file} --data {input.data} --out {params.out} "
+        "--variant {wildcards.variant} "
+        "--workers {threads} --log {log}"
+
+
+rule make_cams:
+    """Multi-scale + flip IS-CAM (and CAM) maps of one shard of train_aug, one .npz per image (SPEC D)."""
+    input:
+        data=DATA,
+        model=f"{RESULTS}/{{variant}}/model.pt",
+        code=code("sipe/cams.py", "sipe/models", "sipe/ipe.py", "sipe/stages/cams.py"),
+    output:
+        f"{RESULTS}/{{variant}}/cams/shards/{{scatteritem}}.json",
+    params:
+        file=PARAMS,
+        settings=config["cams"]["scales"],
+        out=lambda wildcards: f"{RESULTS}/{wildcards.variant}/cams",
+    log:
+        f"{LOGS}/make_cams_{{variant}}_{{scatteritem}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    threads: 1  # shards are the parallelism: cams.shards jobs run side by side
+    resources:
+        mem_mb=4000,
+        runtime=10 if DATASET == "synthetic" else 12 * 60,
+    shell:
+        "python -m sipe make-cams --params {params.file} --data {input.data} --model {input.model} "
+        "--out {params.out} --shard {wildcards.scatteritem} --workers {threads} --log {log}"
+
+
+rule gather_cams:
+    """Check that every train_aug image has its maps; write the index of the map folder."""
+    input:
+        data=DATA,
+        # gather.cams() fills {scatteritem}; the doubled braces keep {variant} a wildcard.
+        shards=gather.cams(f"{RESULTS}/{{{{variant}}}}/cams/shards/{{scatteritem}}.json"),
+    output:
+        f"{RESULTS}/{{variant}}/cams/index.json",
+    params:
+        file=PARAMS,
+        maps=subpath(output[0], parent=True),
+    log:
+        f"{LOGS}/gather_cams_{{variant}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python -m sipe gather-maps --params {params.file} --data {input.data} --maps {params.maps} "
+        "--log {log}"
+
+
+rule cam_overlays:
+    """CAM vs IS-CAM overlays of a fixed sample of train images."""
+    input:
+        data=DATA,
+        index=f"{RESULTS}/{{variant}}/cams/index.json",
+        code=code("sipe/cams.py", "sipe/viz.py", "sipe/stages/cams.py"),
+    output:
+        report(f"{RESULTS}/{{variant}}/eval_cams/overlays.png", caption="../report/overlays.rst",
+               category="Localisation maps", subcategory="{variant}"),
+    params:
+        file=PARAMS,
+        settings=config["cams"]["overlay_samples"],
+        maps=subpath(input.index, parent=True),
+    log:
+        f"{LOGS}/cam_overlays_{{variant}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    shell:
+        "python -m sipe cam-overlays --params {params.file} --data {input.data} --maps {params.maps} "
+        "--out {output} --log {log}"
+
+
+rule eval_cams:
+    """mIoU of IS-CAM on the train split, and of the CAM baseline over a background-threshold sweep (SPEC D)."""
+    input:
+        data=DATA,
+        index=f"{RESULTS}/{{variant}}/cams/index.json",
+        code=code("sipe/cams.py", "sipe/metrics.py", "sipe/stages/cams.py"),
+    output:
+        summary=f"{RESULTS}/{{variant}}/eval_cams/summary.json",
+        is_cam=f"{RESULTS}/{{variant}}/eval_cams/is_cam.json",
+        is_cam_classes=f"{RESULTS}/{{variant}}/eval_cams/is_cam_per_class.csv",
+        cam=f"{RESULTS}/{{variant}}/eval_cams/cam.json",
+        cam_classes=f"{RESULTS}/{{variant}}/eval_cams/cam_per_class.csv",
+        sweep=f"{RESULTS}/{{variant}}/eval_cams/cam_threshold_sweep.csv",
+        sweep_plot=report(f"{RESULTS}/{{variant}}/eval_cams/cam_threshold_sweep.png",
+                          caption="../report/threshold_sweep.rst", category="Localisation maps",
+                          subcategory="{variant}"),
+    params:
+        file=PARAMS,
+        settings=config["eval_cams"],
+        maps=subpath(input.index, parent=True),
+        out=subpath(output.summary, parent=True),
+    log:
+        f"{LOGS}/eval_cams_{{variant}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10 if DATASET == "synthetic" else 60,
+    shell:
+        "python -m sipe eval-cams --params {params.file} --data {input.data} --maps {params.maps} "
+        "--out {params.out} --log {log}"
+
+
+rule localisation_table:
+    """Paper Tab. 4 side by side: CAM baseline, IS-CAM without GSC, full SIPE (train-split mIoU)."""
+    input:
+        expand(f"{RESULTS}/{{variant}}/eval_cams/summary.json", variant=VARIANTS),
+    output:
+        csv=report(f"{RESULTS}/localisation.csv", caption="../report/localisation.rst", category="Results"),
+        md=f"{RESULTS}/localisation.md",
+    params:
+        file=PARAMS,
+    log:
+        f"{LOGS}/localisation_table.log",
+    conda:
+        "../envs/sipe.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "python -m sipe localisation-table --params {params.file} --summaries {input} --out {output.csv} --log {log}"
