@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sipe.data.transforms import normalize_image, scaled_size
 from sipe.errors import SipeError, first_offenders
 from sipe.io import IGNORE_INDEX, atomic_path
+from sipe.viz import fit_text
 
 DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)  # SPEC A.5 (the order does not change the sum)
 MAX_NORM_EPS = 1e-5  # SPEC D: each fused channel is divided by its max + 1e-5
@@ -307,14 +308,6 @@ def blend_heat(image: np.ndarray, heat: np.ndarray, alpha: float = HEAT_ALPHA) -
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
-
-
 def _tile_row(tiles: Sequence[np.ndarray], captions: Sequence[str], tile_height: int) -> Image.Image:
     height, width = tiles[0].shape[:2]
     tile_width = max(1, round(width * tile_height / height))
@@ -326,7 +319,7 @@ def _tile_row(tiles: Sequence[np.ndarray], captions: Sequence[str], tile_height:
         x = PAD + n * (tile_width + PAD)
         picture = Image.fromarray(tile).resize((tile_width, tile_height), Image.Resampling.BILINEAR)
         row.paste(picture, (x, PAD))
-        draw.text((x + 1, PAD + tile_height + 1), _fit_text(draw, caption, font, tile_width - 2),
+        draw.text((x + 1, PAD + tile_height + 1), fit_text(draw, caption, font, tile_width - 2),
                   fill=TEXT_COLOUR, font=font)
     return row
 

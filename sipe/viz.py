@@ -60,7 +60,8 @@ def contact_sheet_size(count: int, columns: int = 4, tile: int = 160) -> tuple[i
     return (cols * (2 * tile + PAD) + (cols + 1) * PAD, rows * (tile + CAPTION_HEIGHT) + (rows + 1) * PAD)
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+def fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text`` cut (with an ellipsis) to fit ``width`` pixels in ``font``."""
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:
@@ -93,7 +94,7 @@ def contact_sheet(images: list[np.ndarray], masks: list[np.ndarray], captions: l
         sheet.paste(_letterbox(_as_rgb(image), tile, Image.Resampling.BILINEAR), (x, y))
         sheet.paste(_letterbox(Image.fromarray(colorize_labels(mask), mode="RGB"), tile, Image.Resampling.NEAREST),
                     (x + tile + PAD, y))
-        draw.text((x + 1, y + tile + 1), _fit(draw, str(caption), font, 2 * tile + PAD - 2), fill=(235, 235, 235),
+        draw.text((x + 1, y + tile + 1), fit_text(draw, str(caption), font, 2 * tile + PAD - 2), fill=(235, 235, 235),
                   font=font)
     return sheet
 
