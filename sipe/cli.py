@@ -54,7 +54,13 @@ def _train_sipe(args, params):
     from sipe.stages.train_sipe import train_sipe
 
     train_sipe(params, args.data, args.out, args.workers, device=args.device,
-               gsc=False if args.variant == "nogsc" else None)
+               gsc=False if args.variant == "nogsc" else None, init=args.init)
+
+
+def _pretrain_backbone(args, params):
+    from sipe.stages.pretrain import pretrain_backbone
+
+    pretrain_backbone(params, args.data, args.out, args.workers, device=args.device)
 
 
 def _make_cams(args, params):
@@ -136,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, steps.csv, train.json, loss.png")
     p.add_argument("--variant", choices=("sipe", "nogsc"), default="sipe",
                    help="sipe: the settings of params.yaml; nogsc: the same without the GSC loss (paper Tab. 4)")
+    p.add_argument("--init", type=Path, help="pre-trained backbone file, used when sipe.weights is 'pretrain'")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+
+    p = command("pretrain-backbone", _pretrain_backbone,
+                "Pre-train the backbone on train_aug image labels (stand-in for ImageNet, sipe.weights: pretrain).")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder: backbone.pth, steps.csv, loss.png")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
 
     p = command("make-cams", _make_cams,

@@ -61,9 +61,15 @@ def sipe_step(gsc: bool) -> Callable[[torch.nn.Module, dict], dict]:
     return step
 
 
-def build_sipe(settings: dict, num_classes: int) -> SIPENet:
-    """SIPENet from the ``sipe`` params section (``weights: none`` = random init)."""
+def build_sipe(settings: dict, num_classes: int, init: Path | None = None) -> SIPENet:
+    """SIPENet from the ``sipe`` params section (``weights: none`` = random init; ``pretrain`` = the
+    backbone file ``init`` written by the pretrain_backbone stage)."""
     weights = settings["weights"]
+    if weights == "pretrain":
+        if init is None:
+            raise ConfigError("sipe.weights is 'pretrain': give the pre-trained backbone file with --init "
+                              "(the pretrain-backbone stage writes it)")
+        weights = init
     return SIPENet(num_classes, backbone=settings["backbone"], weights=None if weights == "none" else weights,
                    seed_method=settings["seed_method"], seed_threshold=settings["seed_threshold"],
                    prototype_feature=settings["prototype_feature"],
@@ -71,7 +77,8 @@ def build_sipe(settings: dict, num_classes: int) -> SIPENet:
 
 
 def train_sipe(params: dict, data: Path, out_dir: Path, workers: int, device: str | None = None, *,
-               gsc: bool | None = None, on_step: Callable[[int, dict], None] | None = None) -> Path:
+               gsc: bool | None = None, init: Path | None = None,
+               on_step: Callable[[int, dict], None] | None = None) -> Path:
     """Train SIPENet on the ``train_aug`` split of the prepared dataset ``data``; return the path of ``model.pt``.
 
     ``gsc`` overrides ``params["sipe"]["gsc"]`` (the ``nogsc`` variant passes ``False``). ``workers``
@@ -94,7 +101,7 @@ def train_sipe(params: dict, data: Path, out_dir: Path, workers: int, device: st
 
     torch.set_num_threads(max(1, workers))
     seed_everything(settings["seed"])
-    model = build_sipe(settings, manifest.num_classes - 1)
+    model = build_sipe(settings, manifest.num_classes - 1, init)
     backbone, new = model.parameter_groups()
     optimizer = make_sgd([{"params": backbone, "lr_mult": 1.0, "name": "backbone"},
                           {"params": new, "lr_mult": settings["new_layer_lr_mult"], "name": "new"}],

@@ -2,16 +2,48 @@
 # Variants: "sipe" (params.yaml settings) and "nogsc" (the same with the GSC loss off, paper Tab. 4).
 
 VARIANTS = config["sipe"]["variants"]
+# sipe.weights "pretrain": SIPE starts from the backbone the pretrain_backbone rule trains.
+PRETRAINED = f"{RESULTS}/pretrain/backbone.pth" if config["sipe"]["weights"] == "pretrain" else None
 
 
 wildcard_constraints:
     variant="|".join(VARIANTS),
 
 
+rule pretrain_backbone:
+    """Stand-in for ImageNet weights: a plain ResNet trained on the train_aug image labels (sipe.weights: pretrain)."""
+    input:
+        data=DATA,
+        code=code("sipe/training.py", "sipe/data/transforms.py", "sipe/data/classification.py",
+                  "sipe/stages/pretrain.py"),
+    output:
+        weights=f"{RESULTS}/pretrain/backbone.pth",
+        steps=f"{RESULTS}/pretrain/steps.csv",
+        summary=f"{RESULTS}/pretrain/pretrain.json",
+        curve=report(f"{RESULTS}/pretrain/loss.png", caption="../report/pretrain.rst", category="Training"),
+    params:
+        file=PARAMS,
+        settings=[config["pretrain"], {k: config["sipe"][k] for k in ("backbone", "crop", "resize_long")}],
+        out=subpath(output.weights, parent=True),
+    log:
+        f"{LOGS}/pretrain_backbone.log",
+    conda:
+        "../envs/sipe.yaml"
+    threads: PER_IMAGE_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=15 if DATASET == "synthetic" else 24 * 60,
+        gpu=0 if DATASET == "synthetic" else 1,
+    shell:
+        "python -m sipe pretrain-backbone --params {params.file} --data {input.data} --out {params.out} "
+        "--workers {threads} --log {log}"
+
+
 rule train_sipe:
     """Train the SIPE classifier on train_aug (SPEC A.4, B, C); resumes from its checkpoint if killed."""
     input:
         data=DATA,
+        init=PRETRAINED or [],
         code=code("sipe/ipe.py", "sipe/models", "sipe/training.py", "sipe/data/transforms.py",
                   "sipe/data/classification.py", "sipe/stages/train_sipe.py"),
     output:
@@ -23,6 +55,7 @@ rule train_sipe:
     params:
         file=PARAMS,
         settings=config["sipe"],
+        init=f"--init {PRETRAINED}" if PRETRAINED else "",
         out=subpath(output.model, parent=True),
     log:
         f"{LOGS}/train_sipe_{{variant}}.log",
@@ -35,7 +68,7 @@ rule train_sipe:
         gpu=0 if DATASET == "synthetic" else 1,
     shell:
         "python -m sipe train-sipe --params {params.file} --data {input.data} --out {params.out} "
-        "--variant {wildcards.variant} "
+        "--variant {wildcards.variant} {params.init} "
         "--workers {threads} --log {log}"
 
 
