@@ -30,6 +30,7 @@ def test_table_rows_numbers_and_paper_column(tmp_path):
     assert pd.read_csv(tmp_path / "loc.csv")["mIoU"].tolist() == [38.0, 45.5, 61.23, 41.0]
     markdown = (tmp_path / "loc.md").read_text()
     assert markdown.startswith("# Localisation\n") and "| SIPE: IS-CAM with GSC" in markdown
+    assert "nan" not in markdown
 
 
 def test_table_without_baseline_and_not_voc(tmp_path):

@@ -50,5 +50,6 @@ def write_table(table: pd.DataFrame, csv_path: Path, title: str) -> None:
     """Write ``table`` as CSV and, next to it, as a Markdown file with the same stem."""
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
-    markdown = table.to_markdown(index=False, floatfmt=".2f", missingval="—")
+    shown = table.astype(object).where(table.notna(), None)  # NaN cells print as "—"
+    markdown = shown.to_markdown(index=False, floatfmt=".2f", missingval="—")
     write_text(csv_path.with_suffix(".md"), f"# {title}\n\n{markdown}\n")
