@@ -60,6 +60,6 @@ def dataset_report(params: dict, data: Path, out: Path, workers: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "stats.json", summary)
     with atomic_path(out / "class_stats.csv") as tmp:
-        per_class.to_csv(tmp, index=False)
+        per_class.to_csv(tmp)  # the index holds the class names
     save_png(out / "contact_sheet.png", sheet)
     return summary

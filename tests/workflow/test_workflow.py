@@ -53,6 +53,8 @@ def test_dag_produces_dataset_and_report(snakemake_run: Path):
     stats = yaml.safe_load((report / "stats.json").read_text())
     assert stats["splits"] == {"train_aug": 24, "train": 8, "val": 8}
     assert (report / "contact_sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    classes = (report / "class_stats.csv").read_text().splitlines()
+    assert classes[0].startswith("class,class_index,images") and classes[1].startswith("red-ring,1,")
     assert (snakemake_run / "logs/synthetic/prepare_data.log").stat().st_size > 0
     table = (snakemake_run / "results/synthetic/localisation.csv").read_text().splitlines()
     assert table[0] == "method,model,bg_threshold,mIoU,paper_voc_mIoU" and len(table) == 5
