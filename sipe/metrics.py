@@ -76,6 +76,17 @@ def _as_labels(array, what: str, where: str) -> np.ndarray:
     return array.reshape(-1).astype(np.int64, copy=False)
 
 
+def _check_range(labels: np.ndarray, ignored: np.ndarray | None, c: int, ignore_index, what: str) -> None:
+    """Raise naming the values of ``labels`` outside 0..c-1 that are not the ignore value."""
+    bad = (labels < 0) | (labels >= c)
+    if ignored is not None:
+        bad &= ~ignored
+    if bad.any():
+        values = np.unique(labels[bad])
+        raise MetricInputError(f"{what} values outside 0..{c - 1} (ignore={ignore_index}): "
+                               f"{first_offenders(values.tolist())}")
+
+
 def confusion_matrix(
     gt,
     pred,
@@ -109,23 +120,8 @@ def confusion_matrix(
         g_ign = g == ignore_index
         p_ign = p == ignore_index
 
-    bad = (g < 0) | (g >= c)
-    if g_ign is not None:
-        bad &= ~g_ign
-    if bad.any():
-        values = np.unique(g[bad])
-        raise MetricInputError(
-            f"{prefix}GT values outside 0..{c - 1} (ignore={ignore_index}): {first_offenders(values.tolist())}"
-        )
-    bad = (p < 0) | (p >= c)
-    if p_ign is not None:
-        bad &= ~p_ign
-    if bad.any():
-        values = np.unique(p[bad])
-        raise MetricInputError(
-            f"{prefix}prediction values outside 0..{c - 1} (ignore={ignore_index}): "
-            f"{first_offenders(values.tolist())}"
-        )
+    _check_range(g, g_ign, c, ignore_index, f"{prefix}GT")
+    _check_range(p, p_ign, c, ignore_index, f"{prefix}prediction")
 
     keep = None if g_ign is None or not g_ign.any() else ~g_ign
     if p_ign is not None and p_ign.any():
