@@ -22,6 +22,7 @@ Datasets used with :func:`fit` implement ``len(ds)`` and ``ds.sample(index, gene
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -40,6 +41,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from sipe import distributed
 from sipe.errors import SipeError
 from sipe.io import atomic_path
 
@@ -215,10 +217,19 @@ class _Seeded(Dataset):
 
 
 class EpochBatchSampler(Sampler):
-    """The batches of one epoch (drop_last), from batch ``start_batch`` on, as lists of (index, sample_seed)."""
+    """The batches of one epoch (drop_last), from batch ``start_batch`` on, as lists of (index, sample_seed).
 
-    def __init__(self, length: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0):
+    With ``world_size`` > 1 each global batch of ``batch_size`` is cut into equal contiguous slices and
+    rank ``rank`` gets its own (:func:`sipe.distributed.rank_slice`); the slices of all ranks together
+    are the single-process batch.
+    """
+
+    def __init__(self, length: int, batch_size: int, seed: int, epoch: int, start_batch: int = 0, *,
+                 rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise TrainingError(f"batch_size {batch_size} is not a multiple of the {world_size} training processes")
         self.length, self.batch_size, self.seed, self.epoch, self.start_batch = length, batch_size, seed, epoch, start_batch
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return max(0, self.length // self.batch_size - self.start_batch)
@@ -226,7 +237,8 @@ class EpochBatchSampler(Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = epoch_order(self.length, self.seed, self.epoch).tolist()
         for b in range(self.start_batch, self.length // self.batch_size):
-            indices = order[b * self.batch_size:(b + 1) * self.batch_size]
+            indices = distributed.rank_slice(order[b * self.batch_size:(b + 1) * self.batch_size], self.rank,
+                                             self.world_size)
             yield [(i, sample_seed(self.seed, self.epoch, i)) for i in indices]
 
 
@@ -236,8 +248,10 @@ class RunBatchSampler(Sampler):
     One sampler for the whole run, so DataLoader workers start once per session, not once per epoch.
     """
 
-    def __init__(self, length: int, batch_size: int, seed: int, start_step: int, max_step: int):
+    def __init__(self, length: int, batch_size: int, seed: int, start_step: int, max_step: int, *,
+                 rank: int = 0, world_size: int = 1):
         self.length, self.batch_size, self.seed, self.start_step, self.max_step = length, batch_size, seed, start_step, max_step
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return max(0, self.max_step - self.start_step)
@@ -247,7 +261,8 @@ class RunBatchSampler(Sampler):
         step = self.start_step
         while step < self.max_step:
             epoch = step // per_epoch
-            for batch in EpochBatchSampler(self.length, self.batch_size, self.seed, epoch, step - epoch * per_epoch):
+            for batch in EpochBatchSampler(self.length, self.batch_size, self.seed, epoch, step - epoch * per_epoch,
+                                           rank=self.rank, world_size=self.world_size):
                 yield batch
                 step += 1
                 if step >= self.max_step:
@@ -268,6 +283,25 @@ def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> 
     return batch
 
 
+def micro_batches(batch: Any, parts: int) -> list:
+    """``batch`` cut into ``parts`` equal micro-batches along the sample axis.
+
+    Dicts, and lists/tuples of tensors or containers, are structure (cut element by element); tensors
+    and lists of plain values (e.g. the ids) are per-sample and get sliced.
+    """
+    if parts == 1:
+        return [batch]
+    if isinstance(batch, dict):
+        cut = {k: micro_batches(v, parts) for k, v in batch.items()}
+        return [{k: v[i] for k, v in cut.items()} for i in range(parts)]
+    if isinstance(batch, (list, tuple)) and batch and all(isinstance(v, (torch.Tensor, dict, list, tuple))
+                                                        for v in batch):
+        cut = [micro_batches(v, parts) for v in batch]
+        return [type(batch)(v[i] for v in cut) for i in range(parts)]
+    size = len(batch) // parts
+    return [batch[i * size:(i + 1) * size] for i in range(parts)]
+
+
 def _one_line(exc: SipeError) -> SipeError:
     """A SipeError re-raised by a DataLoader worker carries the worker's traceback; keep its last line."""
     text = str(exc)
@@ -284,7 +318,13 @@ def _one_line(exc: SipeError) -> SipeError:
 
 @dataclass
 class TrainConfig:
-    """Settings of :func:`fit`. ``max_step`` optimizer steps of ``batch_size`` samples (drop_last)."""
+    """Settings of :func:`fit`. ``max_step`` optimizer steps of ``batch_size`` samples (drop_last).
+
+    With ``accumulate`` = k > 1 each step's batch is split into k equal micro-batches (``batch_size``
+    must be a multiple of k); each gets its own forward and ``backward(loss / k)``, so the step sums
+    their gradients (deeplab-pytorch's ``iter_size``). ``lr_every`` = m holds the poly lr of step
+    t at its value for t − t mod m (deeplab-pytorch's ``LR_DECAY``).
+    """
 
     max_step: int
     batch_size: int
@@ -298,6 +338,8 @@ class TrainConfig:
     device: str | None = None              # None = CUDA if available else CPU
     desc: str = "train"                    # progress bar label
     log_every: int = 0                     # steps between log lines; 0 = about 20 lines per run
+    accumulate: int = 1                    # micro-batches per step (gradient accumulation, SPEC G.2 iter_size)
+    lr_every: int = 1                      # steps between poly-lr updates (SPEC G.2: 10)
 
 
 @dataclass
@@ -313,6 +355,7 @@ class TrainResult:
     last: dict                   # the last step's row
     device: str
     columns: list = field(default_factory=list)
+    processes: int = 1           # data-parallel training processes (torchrun's WORLD_SIZE)
 
 
 StepFn = Callable[[torch.nn.Module, Any], dict]
@@ -349,6 +392,15 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
     ``<log_path>.partial`` and renamed to ``log_path`` when training ends; ``resume_path`` is left
     for the caller to delete once its outputs are written. ``on_step(step, row)`` runs after each
     step (tests interrupt the run from it).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the same call trains data-parallel (:mod:`sipe.distributed`):
+    NCCL on GPUs (``cuda:LOCAL_RANK``), gloo on CPU; every rank takes its equal slice of each global
+    batch of ``batch_size`` (which must be a multiple of the processes × ``accumulate``), DDP averages
+    the gradients, and the logged losses are the means over ranks, so the run matches one process
+    with the whole batch. Every rank reads the checkpoint when resuming; rank 0 alone writes
+    checkpoints, the step log and the progress bar. **Only rank 0 returns**: the other ranks' processes
+    end (exit status 0) once training is done, so what the caller does after ``fit`` — writing the
+    model and reports — happens once.
     """
     device = select_device(config.device)
     length = len(dataset)
@@ -357,6 +409,14 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
         raise TrainingError(f"{length} training samples are fewer than one batch of {config.batch_size}")
     if config.max_step < 1:
         raise TrainingError(f"max_step must be at least 1, got {config.max_step}")
+    if config.accumulate < 1 or config.batch_size % config.accumulate or config.lr_every < 1:
+        raise TrainingError(f"batch_size {config.batch_size} must be a multiple of accumulate {config.accumulate} "
+                            f"(>= 1), and lr_every ({config.lr_every}) at least 1")
+    world = distributed.join(device)
+    device = world.device
+    if config.batch_size % (world.size * config.accumulate):
+        raise TrainingError(f"batch_size {config.batch_size} must be a multiple of the {world.size} training "
+                            f"processes times accumulate {config.accumulate}")
     fp_text = _fingerprint_text({**(fingerprint or {}), "max_step": config.max_step, "batch_size": config.batch_size,
                                  "seed": config.seed, "samples": length})
     resume_path, log_path = Path(resume_path), Path(log_path)
@@ -383,9 +443,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
             start_step = int(state["step"])
             elapsed_before = float(state.get("elapsed_s", 0.0))
             log.info("%s: resuming at step %d of %d", resume_path, start_step, config.max_step)
-    if start_step == 0:
+    if world.main and start_step == 0:  # rank 0 alone keeps the step log
         live_log.unlink(missing_ok=True)
-    else:
+    elif world.main:
         if not live_log.exists() and log_path.exists():  # killed after the log was renamed into place
             os.replace(log_path, live_log)
         _truncate_log(live_log, start_step)
@@ -394,6 +454,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
     pin = device.type == "cuda"
     log_every = config.log_every or max(1, config.max_step // 20)
     model.train()
+    net = distributed.wrap(model, world)  # what step_fn runs: DDP's forward registers the gradient all-reduce
 
     def checkpoint(step: int, elapsed: float) -> None:
         epoch = step // steps_per_epoch
@@ -405,20 +466,22 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
 
     columns: list[str] | None = None
     handle = None
-    if live_log.exists():
+    if world.main and live_log.exists():
         with live_log.open(newline="") as fh:
             columns = next(csv.reader(fh), None)
     step = start_step
     bar = tqdm(total=config.max_step, initial=start_step, desc=config.desc, unit="step", file=sys.stderr,
-               mininterval=1.0, dynamic_ncols=True)
+               mininterval=1.0, dynamic_ncols=True, disable=not world.main)
     session_start = time.perf_counter()
     last_row: dict = {}
     batches = None
     try:
-        handle = live_log.open("a", newline="")
-        writer = csv.writer(handle)
+        if world.main:
+            handle = live_log.open("a", newline="")
+            writer = csv.writer(handle)
         loader = DataLoader(seeded, batch_sampler=RunBatchSampler(length, config.batch_size, config.seed, start_step,
-                                                                  config.max_step),
+                                                                  config.max_step, rank=world.rank,
+                                                                  world_size=world.size),
                             num_workers=config.loader_workers, collate_fn=collate_fn, pin_memory=pin,
                             persistent_workers=False, generator=torch.Generator().manual_seed(config.seed))
         batches = iter(loader)
@@ -428,15 +491,21 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
                 batch = next(batches)
             except SipeError as exc:
                 raise _one_line(exc) from None
-            lr = set_poly_lr(optimizer, step, config.max_step, config.poly_power)
+            lr = set_poly_lr(optimizer, step - step % config.lr_every, config.max_step, config.poly_power)
             batch = to_device(batch, device, config.channels_last)
-            with autocast_context(device, config.precision):
-                losses = step_fn(model, batch)
-            loss = losses["loss"]
-            if not torch.isfinite(loss.detach()).item():
-                raise TrainingError(f"training diverged: loss is {loss.item()} at step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            parts = []
+            for index, micro in enumerate(micro_batches(batch, config.accumulate)):
+                # Under DDP the gradients are all-reduced once per step, with the last micro-batch's backward.
+                with distributed.no_sync(net) if index < config.accumulate - 1 else contextlib.nullcontext():
+                    with autocast_context(device, config.precision):
+                        losses = step_fn(net, micro)
+                    loss = losses["loss"]
+                    if not torch.isfinite(loss.detach()).item():
+                        raise TrainingError(f"training diverged: loss is {loss.item()} at step {step + 1}")
+                    (loss / config.accumulate).backward()
+                parts.append({k: v.detach().float() for k, v in losses.items()})
+            losses = distributed.average({k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}, world)
             # Global L2 norm over all parameters (logged before clipping); no clipping when grad_clip is off.
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf)
             optimizer.step()
@@ -447,21 +516,22 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
             row.update({k: float(v.detach().float().item()) for k, v in losses.items()})
             row["grad_norm"] = float(grad_norm)
             row["time_s"] = round(elapsed_before + now, 4)
-            if columns is None:
-                columns = list(row)
-                writer.writerow(columns)
-            writer.writerow([row.get(c, "") for c in columns])
-            handle.flush()
+            if handle is not None:
+                if columns is None:
+                    columns = list(row)
+                    writer.writerow(columns)
+                writer.writerow([row.get(c, "") for c in columns])
+                handle.flush()
             last_row = row
 
             done = step - start_step
             rate = done * config.batch_size / now if now > 0 else 0.0
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{rate:.1f}", refresh=False)
-            if step % log_every == 0 or step == config.max_step:
+            if world.main and (step % log_every == 0 or step == config.max_step):
                 log.info("%s step %d/%d epoch %d lr %.4g %s %.1f img/s", config.desc, step, config.max_step, epoch,
                          lr, " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("loss")), rate)
-            if step % config.checkpoint_every == 0 and step < config.max_step:
+            if world.main and step % config.checkpoint_every == 0 and step < config.max_step:
                 checkpoint(step, elapsed_before + now)
             if on_step is not None:
                 on_step(step, row)
@@ -471,6 +541,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
         if handle is not None:
             handle.close()
     session_s = time.perf_counter() - session_start
+    world.leave()
+    if not world.main:
+        raise SystemExit(0)  # rank 0 returns and writes the outputs
     os.replace(live_log, log_path)
 
     import pandas as pd
@@ -482,7 +555,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
     return TrainResult(steps=step, resumed_from=start_step, wall_s=elapsed_before + session_s, session_steps=done,
                        session_s=session_s, images_per_s=done * config.batch_size / session_s if session_s > 0 else 0.0,
                        steps_per_s=done / session_s if session_s > 0 else 0.0, final=final, last=last_row,
-                       device=str(device), columns=list(table.columns))
+                       device=str(device), columns=list(table.columns), processes=world.size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -526,12 +599,13 @@ def result_summary(result: TrainResult, config: TrainConfig) -> dict:
     return {"steps": result.steps, "resumed_from": result.resumed_from, "wall_s": round(result.wall_s, 3),
             "session_s": round(result.session_s, 3), "images_per_s": round(result.images_per_s, 3),
             "steps_per_s": round(result.steps_per_s, 4), "final_losses": result.final,
-            "last_step": result.last, "device": result.device, "torch_threads": torch.get_num_threads(),
+            "last_step": result.last, "device": result.device, "processes": result.processes,
+            "torch_threads": torch.get_num_threads(),
             "config": asdict(config), "versions": library_versions()}
 
 
 __all__ = ["TrainingError", "TrainConfig", "TrainResult", "select_device", "autocast_context", "seed_everything",
            "sample_seed", "epoch_order", "poly_lr", "make_sgd", "set_poly_lr", "rng_state", "set_rng_state",
            "save_checkpoint", "load_checkpoint", "library_versions", "EpochBatchSampler", "RunBatchSampler",
-           "to_device", "fit",
+           "to_device", "micro_batches", "fit",
            "plot_losses", "result_summary"]

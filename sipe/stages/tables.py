@@ -20,7 +20,7 @@ ROWS = (  # (map, variant, label)
 )
 
 
-def _read_summary(path: Path) -> dict:
+def read_summary(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -29,7 +29,7 @@ def _read_summary(path: Path) -> dict:
 
 def localisation_table(summaries: list[Path], dataset: str) -> pd.DataFrame:
     """Tab. 4 layout from ``<results>/<variant>/eval_cams/summary.json`` files (variant = folder name)."""
-    by_variant = {Path(p).parent.parent.name: _read_summary(Path(p)) for p in summaries}
+    by_variant = {Path(p).parent.parent.name: read_summary(Path(p)) for p in summaries}
     rows = []
     for kind, variant, label in ROWS:
         if variant not in by_variant:
