@@ -192,12 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(log_file: Path | None) -> None:
+    # Under torchrun (sipe.distributed) rank 0 owns the log file; the other ranks print warnings only.
+    rank = int(os.environ.get("RANK", "0"))
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None:
+    if log_file is not None and rank == 0:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s " + (f"rank {rank} " if rank else "") + "%(name)s: %(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
