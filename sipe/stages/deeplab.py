@@ -94,10 +94,16 @@ def output_names(scales: Sequence[float]) -> list[str]:
     return [f"loss_x{s:g}" for s in (1.0, *scales)] + ["loss_max"]
 
 
-def deeplab_step(model: DeepLabV2, batch: dict) -> dict:
-    """The training step's losses: the sum over the MSC outputs, and each of them."""
-    parts = msc_loss(model(batch["image"]), batch["label"])
-    return {"loss": torch.stack(parts).sum(), **dict(zip(output_names(model.scales), parts))}
+def deeplab_step(scales: Sequence[float]) -> Callable[[torch.nn.Module, dict], dict]:
+    """The training step for a network with MSC ``scales``: the sum of the losses of its outputs (minimised)
+    and each of them, named by :func:`output_names`. The model may be wrapped (DDP)."""
+    names = output_names(scales)
+
+    def step(model: torch.nn.Module, batch: dict) -> dict:
+        parts = msc_loss(model(batch["image"]), batch["label"])
+        return {"loss": torch.stack(parts).sum(), **dict(zip(names, parts))}
+
+    return step
 
 
 def build_deeplab(params: dict, num_classes: int, init: Path | None = None) -> DeepLabV2:
@@ -154,7 +160,7 @@ def train_deeplab(params: dict, data: Path, labels_dir: Path, out_dir: Path, wor
     log.info("training DeepLabV2 (%s, %s, %s) on %d images with the labels of %s: %d steps of %d x %d, crop %d",
              settings["backbone"], settings["weights"], settings["style"], len(dataset), labels_dir,
              settings["iterations"], settings["batch_size"], settings["iter_size"], settings["crop"])
-    result = fit(model, optimizer, dataset, deeplab_step, config, resume_path=resume_path,
+    result = fit(model, optimizer, dataset, deeplab_step(model.scales), config, resume_path=resume_path,
                  log_path=report_dir / "steps.csv", fingerprint=fingerprint, on_step=on_step)
 
     summary = result_summary(result, config)

@@ -23,21 +23,21 @@ ROWS = (
     ("deeplab_crf", "DeepLabV2, MSC + denseCRF", "val", "mIoU"),
 )
 
-# Reported numbers (mIoU %) and where they come from (SPEC D, E, G.5).
+# Reported numbers (mIoU %) and where they come from (the paper's Tab. 1-3; SPEC D, E, G.5).
 PAPER = {
     "voc": {
-        "localisation": (PAPER_TAB4_VOC[("is_cam", "sipe")], "paper Tab. 4"),
-        "crf": (64.7, "paper; IR-label fg map, pred 255 = background (author, issue #8)"),
-        "pseudo": (None, "not in the repo; about 68 reproduced by a user (issue #6)"),
+        "localisation": (PAPER_TAB4_VOC[("is_cam", "sipe")], "paper Tab. 1 / Tab. 4"),
+        "crf": (64.7, "paper Tab. 1; IR-label fg map, pred 255 = background (author, issue #8)"),
+        "pseudo": (None, "not in the paper; about 68 reproduced by a user (issue #6)"),
         "deeplab": (None, "not reported separately"),
-        "deeplab_crf": (68.8, "README, ResNet-101 (test 69.7); MSC + CRF assumed (not stated)"),
+        "deeplab_crf": (68.8, "paper Tab. 2, ResNet-101 (test 69.7); CRF and MSC not stated"),
     },
     "coco": {
         "localisation": (None, "not in the paper; 34.4 / 35.1 in the authors' logs"),
         "crf": (None, "not reported"),
         "pseudo": (None, "not reported (COCO pseudo labels are the IR labels)"),
         "deeplab": (None, "not reported separately"),
-        "deeplab_crf": (40.6, "README, ResNet-101; MSC + CRF assumed (not stated)"),
+        "deeplab_crf": (40.6, "paper Tab. 3, ResNet-101; CRF and MSC not stated"),
     },
 }
 

@@ -79,13 +79,11 @@ def test_msc_loss_sums_one_term_per_output():
 
 def test_step_reports_the_sum_and_each_output():
     class Fixed(torch.nn.Module):
-        scales = (0.5, 0.75)
-
         def forward(self, x):
             return [x[:, :3], x[:, :3, ::2, ::2], x[:, :3, :6, :6], x[:, 1:4]]
 
     g = torch.Generator().manual_seed(3)
     batch = {"image": torch.randn(2, 4, 8, 8, generator=g), "label": torch.randint(0, 3, (2, 8, 8), generator=g)}
-    losses = deeplab_step(Fixed(), batch)
+    losses = deeplab_step((0.5, 0.75))(Fixed(), batch)
     assert set(losses) == {"loss", "loss_x1", "loss_x0.5", "loss_x0.75", "loss_max"}
     assert math.isclose(float(losses["loss"]), sum(float(v) for k, v in losses.items() if k != "loss"), rel_tol=1e-6)
