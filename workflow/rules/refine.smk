@@ -1,0 +1,211 @@
+# Phase 3: refinement of the main model's IS-CAM maps into pixel pseudo labels (SPEC E, F): denseCRF (+dCRF),
+# IR labels, IRN training and random-walk pseudo labels; label scores on the train split and the refinement table.
+# refine.method "irn" (VOC in the paper): DeepLab trains on the random-walk labels; "crf" (COCO in the paper):
+# on the IR labels, with 255 where uncertain, and IRN is not trained.
+
+REFINE = f"{RESULTS}/refine"
+REFINE_MAPS = f"{RESULTS}/sipe/cams/index.json"  # the main model's maps of train_aug
+REFINE_IRN = config["refine"]["method"] == "irn"
+LABEL_FOLDERS = ["crf", "ir_labels", "pseudo_labels"] if REFINE_IRN else ["crf", "ir_labels"]
+# The index.json of the label folder DeepLab trains on (deeplab.smk reads it).
+PSEUDO_LABELS = f"{REFINE}/pseudo_labels/index.json" if REFINE_IRN else f"{REFINE}/ir_labels/index.json"
+CRF_CODE = code("sipe/refine/crf.py", "sipe/refine/ir_labels.py", "sipe/cams.py", "sipe/stages/refine.py")
+
+
+wildcard_constraints:
+    labels="|".join(LABEL_FOLDERS),
+
+
+rule crf:
+    """denseCRF label maps keys[CRF(argmax IS-CAM)] of one shard of train_aug: the +dCRF labels (SPEC E)."""
+    input:
+        data=DATA,
+        maps=REFINE_MAPS,
+        code=CRF_CODE,
+    output:
+        f"{REFINE}/crf/shards/{{scatteritem}}.json",
+    params:
+        file=PARAMS,
+        settings=config["crf"],
+        maps=subpath(input.maps, parent=True),
+        out=subpath(output[0], ancestor=2),
+    log:
+        f"{LOGS}/crf_{{scatteritem}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    threads: PER_IMAGE_THREADS
+    resources:
+        mem_mb=2000,
+        runtime=10 if DATASET == "synthetic" else 6 * 60,
+    shell:
+        "python -m sipe crf --params {params.file} --data {input.data} --maps {params.maps} --out {params.out} "
+        "--shard {wildcards.scatteritem} --workers {threads} --log {log}"
+
+
+rule ir_labels:
+    """IR labels of one shard of train_aug: the crf map's foreground, a second CRF pass for the background (SPEC F.1)."""
+    input:
+        data=DATA,
+        maps=REFINE_MAPS,
+        crf=f"{REFINE}/crf/index.json",
+        code=CRF_CODE,
+    output:
+        f"{REFINE}/ir_labels/shards/{{scatteritem}}.json",
+    params:
+        file=PARAMS,
+        settings=[config["crf"], config["ir_labels"]],
+        maps=subpath(input.maps, parent=True),
+        crf=subpath(input.crf, parent=True),
+        out=subpath(output[0], ancestor=2),
+    log:
+        f"{LOGS}/ir_labels_{{scatteritem}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    threads: PER_IMAGE_THREADS
+    resources:
+        mem_mb=2000,
+        runtime=10 if DATASET == "synthetic" else 6 * 60,
+    shell:
+        "python -m sipe ir-labels --params {params.file} --data {input.data} --maps {params.maps} --crf {params.crf} "
+        "--out {params.out} --shard {wildcards.scatteritem} --workers {threads} --log {log}"
+
+
+rule train_irn:
+    """IRN (frozen backbone, boundary and displacement branches) on the IR labels of train_aug (SPEC F.2-F.4)."""
+    input:
+        data=DATA,
+        labels=f"{REFINE}/ir_labels/index.json",
+        init=PRETRAINED or [],
+        code=code("sipe/models/irn.py", "sipe/models/backbone.py", "sipe/training.py", "sipe/data/transforms.py",
+                  "sipe/refine/affinity_dataset.py", "sipe/refine/path_index.py", "sipe/refine/irn_loss.py",
+                  "sipe/stages/train_irn.py"),
+    output:
+        model=f"{REFINE}/irn/model.pt",
+        steps=f"{REFINE}/irn/train/steps.csv",
+        summary=f"{REFINE}/irn/train/train.json",
+        curve=report(f"{REFINE}/irn/train/loss.png", caption="../report/irn_loss.rst", category="Training",
+                     subcategory="IRN"),
+    params:
+        file=PARAMS,
+        settings=[config["irn"], {k: config["sipe"][k] for k in ("backbone", "weights")}],
+        labels=subpath(input.labels, parent=True),
+        init=f"--init {PRETRAINED}" if PRETRAINED else "",
+        out=subpath(output.model, parent=True),
+        sipe=sipe_launcher,
+    log:
+        f"{LOGS}/train_irn.log",
+    conda:
+        "../envs/sipe.yaml"
+    threads: PER_IMAGE_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=15 if DATASET == "synthetic" else 12 * 60,
+        gpu=0 if DATASET == "synthetic" else 1,
+    shell:
+        "{params.sipe} train-irn --params {params.file} --data {input.data} --labels {params.labels} "
+        "--out {params.out} {params.init} --workers {threads} --log {log}"
+
+
+rule pseudo_labels:
+    """Random-walk pseudo labels of one shard of train_aug from IS-CAM and IRN boundaries (SPEC F.5)."""
+    input:
+        data=DATA,
+        maps=REFINE_MAPS,
+        model=f"{REFINE}/irn/model.pt",
+        code=code("sipe/models/irn.py", "sipe/refine/path_index.py", "sipe/refine/random_walk.py",
+                  "sipe/refine/pseudo_labels.py", "sipe/cams.py", "sipe/stages/refine.py"),
+    output:
+        f"{REFINE}/pseudo_labels/shards/{{scatteritem}}.json",
+    params:
+        file=PARAMS,
+        settings=config["pseudo_labels"],
+        maps=subpath(input.maps, parent=True),
+        out=subpath(output[0], ancestor=2),
+    log:
+        f"{LOGS}/pseudo_labels_{{scatteritem}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    threads: PER_IMAGE_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=10 if DATASET == "synthetic" else 6 * 60,
+        gpu=0 if DATASET == "synthetic" else 1,
+    shell:
+        "python -m sipe pseudo-labels --params {params.file} --data {input.data} --maps {params.maps} "
+        "--model {input.model} --out {params.out} --shard {wildcards.scatteritem} --workers {threads} --log {log}"
+
+
+for _folder in LABEL_FOLDERS:
+
+    rule:
+        name:
+            f"gather_{_folder}"
+        input:
+            data=DATA,
+            shards=gather.refine(f"{REFINE}/{_folder}/shards/{{scatteritem}}.json"),
+        output:
+            f"{REFINE}/{_folder}/index.json",
+        params:
+            file=PARAMS,
+            labels=subpath(output[0], parent=True),
+        log:
+            f"{LOGS}/gather_{_folder}.log",
+        conda:
+            "../envs/sipe.yaml"
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        shell:
+            "python -m sipe gather-labels --params {params.file} --data {input.data} --labels {params.labels} "
+            "--log {log}"
+
+
+rule eval_labels:
+    """Scores of a label folder on the train split: mIoU (255 = background), coverage, confident-pixel scores."""
+    input:
+        data=DATA,
+        index=f"{REFINE}/{{labels}}/index.json",
+        code=code("sipe/metrics.py", "sipe/stages/refine_eval.py"),
+    output:
+        summary=f"{REFINE}/{{labels}}_eval/summary.json",
+        classes=f"{REFINE}/{{labels}}_eval/per_class.csv",
+    params:
+        file=PARAMS,
+        labels=subpath(input.index, parent=True),
+        out=subpath(output.summary, parent=True),
+    log:
+        f"{LOGS}/eval_labels_{{labels}}.log",
+    conda:
+        "../envs/sipe.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10 if DATASET == "synthetic" else 30,
+    shell:
+        "python -m sipe eval-labels --params {params.file} --data {input.data} --labels {params.labels} "
+        "--out {params.out} --log {log}"
+
+
+rule refinement_table:
+    """IS-CAM -> +dCRF -> IR labels -> IRN pseudo labels on the train split, beside the paper's VOC numbers."""
+    input:
+        cams=f"{RESULTS}/sipe/eval_cams/summary.json",
+        crf=f"{REFINE}/crf_eval/summary.json",
+        ir=f"{REFINE}/ir_labels_eval/summary.json",
+        pseudo=f"{REFINE}/pseudo_labels_eval/summary.json" if REFINE_IRN else [],
+        code=code("sipe/stages/refine_eval.py", "sipe/stages/tables.py"),
+    output:
+        csv=report(f"{RESULTS}/refinement.csv", caption="../report/refinement.rst", category="Results"),
+        md=f"{RESULTS}/refinement.md",
+    params:
+        file=PARAMS,
+        pseudo=f"--pseudo-eval {REFINE}/pseudo_labels_eval/summary.json" if REFINE_IRN else "",
+    log:
+        f"{LOGS}/refinement_table.log",
+    conda:
+        "../envs/sipe.yaml"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "python -m sipe refinement-table --params {params.file} --cams-eval {input.cams} --crf-eval {input.crf} "
+        "--ir-eval {input.ir} {params.pseudo} --out {output.csv} --log {log}"
