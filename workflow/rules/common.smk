@@ -23,6 +23,16 @@ LOGS = f"logs/{DATASET}"
 PER_IMAGE_THREADS = 8
 
 
+def sipe_launcher(wildcards, resources):
+    """The start of a training job's command: `python -m sipe`, or torchrun with one data-parallel process
+    per GPU when the job has several (profile `set-resources`, gpu = N; sipe/distributed.py, docs/cluster.md).
+    The `--` keeps torchrun from reading sipe's `--log` as an abbreviation of its own `--log-dir`."""
+    gpus = int(getattr(resources, "gpu", 0) or 0)
+    if gpus < 2:
+        return "python -m sipe"
+    return f"python -m torch.distributed.run --standalone --nproc_per_node={gpus} -m sipe --"
+
+
 def code(*paths):
     """Source files a rule depends on, so that editing them reruns the rule (a folder means its *.py)."""
     files = []

@@ -25,6 +25,7 @@ rule pretrain_backbone:
         file=PARAMS,
         settings=[config["pretrain"], {k: config["sipe"][k] for k in ("backbone", "crop", "resize_long")}],
         out=subpath(output.weights, parent=True),
+        sipe=sipe_launcher,
     log:
         f"{LOGS}/pretrain_backbone.log",
     conda:
@@ -35,7 +36,7 @@ rule pretrain_backbone:
         runtime=15 if DATASET == "synthetic" else 24 * 60,
         gpu=0 if DATASET == "synthetic" else 1,
     shell:
-        "python -m sipe pretrain-backbone --params {params.file} --data {input.data} --out {params.out} "
+        "{params.sipe} pretrain-backbone --params {params.file} --data {input.data} --out {params.out} "
         "--workers {threads} --log {log}"
 
 
@@ -57,6 +58,7 @@ rule train_sipe:
         settings=config["sipe"],
         init=f"--init {PRETRAINED}" if PRETRAINED else "",
         out=subpath(output.model, parent=True),
+        sipe=sipe_launcher,
     log:
         f"{LOGS}/train_sipe_{{variant}}.log",
     conda:
@@ -67,7 +69,7 @@ rule train_sipe:
         runtime=15 if DATASET == "synthetic" else 24 * 60,
         gpu=0 if DATASET == "synthetic" else 1,
     shell:
-        "python -m sipe train-sipe --params {params.file} --data {input.data} --out {params.out} "
+        "{params.sipe} train-sipe --params {params.file} --data {input.data} --out {params.out} "
         "--variant {wildcards.variant} {params.init} "
         "--workers {threads} --log {log}"
 
@@ -92,6 +94,7 @@ rule make_cams:
     resources:
         mem_mb=4000,
         runtime=10 if DATASET == "synthetic" else 12 * 60,
+        gpu=0 if DATASET == "synthetic" else 1,  # multi-scale inference of a real dataset wants a GPU per shard
     shell:
         "python -m sipe make-cams --params {params.file} --data {input.data} --model {input.model} "
         "--out {params.out} --shard {wildcards.scatteritem} --workers {threads} --log {log}"
