@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sipe.refine.random_walk import pixel_affinities, propagate_to_edge, transition_matrix
+from sipe.refine.random_walk import propagate_to_edge, stencil_weights, transition_matrix
 
 
 def naive_path(dy: int, dx: int) -> list[tuple[int, int]]:
@@ -60,15 +60,27 @@ def test_equals_dense_reference(shape, radius, beta, exp_times):
         np.testing.assert_array_equal(got.argmax(0)[clear], expected.argmax(0)[clear])
 
 
-def test_pairs_are_the_half_disk_inside_the_image():
+def test_stencil_is_the_disk_inside_the_image():
     h, w, radius = 6, 8, 5
-    src, dst, aff = pixel_affinities(torch.zeros(h, w), radius)
-    offsets = {(dy, dx) for dy in range(radius) for dx in range(-radius + 1, radius)
-               if (dy > 0 or dx > 0) and dy * dy + dx * dx < radius * radius}
-    expected = {(y * w + x, (y + dy) * w + x + dx) for y in range(h) for x in range(w) for dy, dx in offsets
-                if 0 <= y + dy < h and 0 <= x + dx < w}
-    assert set(zip(src.tolist(), dst.tolist())) == expected and len(src) == len(expected)
-    assert torch.all(aff == 1.0)  # no boundary anywhere
+    offsets, weights = stencil_weights(torch.zeros(h, w), radius, beta=10.0)
+    disk = {(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5) if dy * dy + dx * dx < 25}
+    assert len(offsets) == 69 and set(offsets) == disk
+    assert [dy * w + dx for dy, dx in offsets] == sorted(dy * w + dx for dy, dx in offsets)
+    for (dy, dx), plane in zip(offsets, weights):
+        expected = [[float(0 <= y + dy < h and 0 <= x + dx < w) for x in range(w)] for y in range(h)]
+        assert plane.tolist() == expected  # no boundary: weight 1 for every in-image neighbour
+
+
+def test_boundary_weights_are_symmetric():
+    edge = torch.rand(7, 9, generator=torch.Generator().manual_seed(5))
+    offsets, weights = stencil_weights(edge, 5, 3.0)
+    plane = dict(zip(offsets, weights))
+    for (dy, dx), forward in plane.items():
+        backward = plane[(-dy, -dx)]
+        for y in range(7):
+            for x in range(9):
+                if 0 <= y + dy < 7 and 0 <= x + dx < 9:
+                    assert float(forward[y, x]) == float(backward[y + dy, x + dx])
 
 
 def test_transition_rows_are_stochastic_and_sparse():

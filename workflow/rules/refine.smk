@@ -125,7 +125,8 @@ rule pseudo_labels:
         f"{LOGS}/pseudo_labels_{{scatteritem}}.log",
     conda:
         "../envs/sipe.yaml"
-    threads: PER_IMAGE_THREADS
+    # shards are the parallelism (refine.shards jobs side by side): the walk's small sparse products scale badly over threads
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=10 if DATASET == "synthetic" else 6 * 60,
