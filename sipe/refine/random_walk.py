@@ -29,7 +29,9 @@ def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """``out[y, x] = x[y − dy, x − dx]`` on an [h, w] map, 0 where that falls outside."""
     h, w = x.shape
     out = torch.zeros_like(x)
-    out[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = x[max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)]
+    if abs(dy) < h and abs(dx) < w:
+        out[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = \
+            x[max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)]
     return out
 
 
@@ -50,7 +52,7 @@ def stencil_weights(edge: torch.Tensor, radius: int = 5, beta: float = 10.0) -> 
         path_max = torch.stack([padded[reach + py:reach + py + height, reach + px:reach + px + width]
                                 for py, px in direction_path(dy, dx)]).amax(dim=0)
         inside = torch.zeros_like(edge)
-        inside[max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)] = 1.0
+        inside[max(0, -dy):max(0, height - dy), max(0, -dx):max(0, width - dx)] = 1.0  # p + δ in the image
         forward = (1.0 - path_max).pow(beta) * inside
         weights[(dy, dx)] = forward
         weights[(-dy, -dx)] = _shift(forward, dy, dx)

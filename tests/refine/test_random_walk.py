@@ -42,7 +42,8 @@ def dense_reference(cams: np.ndarray, edge: np.ndarray, radius: int, beta: float
 
 
 @pytest.mark.parametrize("shape,radius,beta,exp_times", [((3, 7, 9), 5, 10.0, 8), ((2, 11, 6), 5, 10.0, 3),
-                                                         ((4, 9, 12), 3, 4.0, 5), ((1, 5, 5), 5, 10.0, 0)])
+                                                         ((4, 9, 12), 3, 4.0, 5), ((1, 5, 5), 5, 10.0, 0),
+                                                         ((2, 3, 4), 5, 10.0, 8), ((2, 1, 6), 5, 10.0, 2)])
 def test_equals_dense_reference(shape, radius, beta, exp_times):
     rng = np.random.default_rng(sum(shape) + radius)
     cams = rng.random(shape)
