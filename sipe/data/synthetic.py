@@ -11,7 +11,7 @@ body. Every object here is built to make that visible:
   per *instance* from a shared, muted range, shaded and covered by a fine "fur" texture common to
   all classes. Bodies therefore say nothing about the class; headless, marker-free blobs of the
   same kind ("distractors", labelled background) make sure that even "being a body" is no clue;
-* a **head** (the *part*, about 12-20 % of the object): a disc attached at the body's rim, showing
+* a **head** (the *part*, about 14-22 % of the object): a disc attached at the body's rim, showing
   the same instance colour and fur as its body (so features link part and body), with a small
   **class marker** drawn on it: a saturated colour and a pattern. Only the marker tells classes
   apart.
@@ -88,10 +88,10 @@ SPLIT_PREFIX = {"train_aug": "syn_train", "val": "syn_val"}
 REQUIRED_KEYS = ("seed", "num_classes", "train_aug", "train", "val", "min_side", "max_side",
                  "max_objects", "distractors", "border", "jpeg_quality")
 PLACEMENT_TRIES = 25
-MIN_HEAD_RADIUS = 7.0          # pixels: below this a marker pattern is no longer legible
-BODY_SCALE = (0.15, 0.40)      # semi-major axis of the body as a fraction of the short side
+MIN_HEAD_RADIUS = 9.0          # pixels: below this a marker pattern is no longer legible
+BODY_SCALE = (0.25, 0.45)      # semi-major axis of the body as a fraction of the short side
 BODY_ASPECT = (0.5, 0.8)       # minor / major axis
-PART_FRACTION = (0.12, 0.20)   # head disc area / (body + head) area, before overlap
+PART_FRACTION = (0.14, 0.22)   # head disc area / (body + head) area, before overlap
 REUSE_CLASS = 0.25             # probability that a further object repeats an earlier class
 OBJECT_DECAY = 0.6             # weight of n objects is OBJECT_DECAY ** (n - 1)
 
