@@ -98,6 +98,49 @@ def _localisation_table(args, params):
     print(table.to_string(index=False))
 
 
+def _train_deeplab(args, params):
+    from sipe.stages.deeplab import train_deeplab
+
+    train_deeplab(params, args.data, args.labels, args.out, args.workers, device=args.device, init=args.init)
+
+
+def _segment(args, params):
+    from sipe.stages.deeplab import segment
+    from sipe.stages.shards import parse_shard
+
+    segment(params, args.data, args.model, args.out, split=args.split, shard=parse_shard(args.shard),
+            workers=args.workers, device=args.device)
+
+
+def _eval_seg(args, params):
+    from sipe.stages.deeplab import eval_seg
+
+    eval_seg(args.data, args.pred, args.out, split=args.split)
+
+
+def _seg_sheet(args, params):
+    from sipe.stages.deeplab import label_sheet
+
+    label_sheet(args.data, args.split, args.labels, args.titles, args.out, params["deeplab"]["sheet_samples"])
+
+
+def _summary_table(args, params):
+    from sipe.stages.summary import summary_table
+    from sipe.stages.tables import write_table
+
+    table = summary_table({"localisation": args.localisation, "crf": args.crf, "pseudo": args.pseudo,
+                           "deeplab": args.deeplab, "deeplab_crf": args.deeplab_crf}, params["dataset"])
+    write_table(table, args.out, f"SIPE pipeline results ({params['dataset']}): mIoU in %")
+    print(table.to_string(index=False))
+
+
+def _convert_deeplab_init(args, params):
+    from sipe.models.deeplab import convert_deeplab_init
+
+    count = convert_deeplab_init(args.src, args.out)
+    print(f"{args.src} -> {args.out} ({count} tensors; train with deeplab.style: caffe)")
+
+
 def _convert_checkpoint(args, params):
     from sipe.models.convert import convert_reference_checkpoint
 
@@ -181,6 +224,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summaries", type=Path, nargs="+", required=True,
                    help="<results>/<variant>/eval_cams/summary.json files")
     p.add_argument("--out", type=Path, required=True, help="CSV file; the Markdown table goes next to it")
+
+    p = command("train-deeplab", _train_deeplab,
+                "Train DeepLabV2 (MSC, frozen BN) on the pseudo labels of train_aug (SPEC G.2); resumes from "
+                "OUT/resume.pt if a run was killed.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--labels", type=Path, required=True, help="label folder: <id>.png for every train_aug id")
+    p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, train/ (steps.csv, train.json, loss.png)")
+    p.add_argument("--init", type=Path, help="pre-trained backbone file, used when deeplab.weights is 'pretrain'")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+
+    p = command("segment", _segment,
+                "DeepLab label maps of a split (or one shard): MSC, optional flip and denseCRF (SPEC G.3, G.4); "
+                "OUT/pred/ and OUT/crf/, or the VOC server layout for the test split.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--model", type=Path, required=True, help="DeepLab checkpoint (train-deeplab's model.pt)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--split", default="val", help="split to segment: val, or test for VOC (default: %(default)s)")
+    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+
+    p = command("eval-seg", _eval_seg,
+                "Score label maps against the GT of a split: per-class IoU, mIoU, pixel and mean accuracy, "
+                "FW-IoU (summary.json, per_class.csv).")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--pred", type=Path, required=True, help="label folder: <id>.png")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--split", default="val", help="split with GT masks (default: %(default)s)")
+
+    p = command("seg-sheet", _seg_sheet,
+                "Contact sheet: the first images of a split with their GT and the label maps of each folder (PNG).")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--split", required=True, help="split with GT masks")
+    p.add_argument("--labels", type=Path, nargs="+", required=True, help="label folders: <id>.png")
+    p.add_argument("--titles", nargs="+", required=True, help="one caption per label folder")
+    p.add_argument("--out", type=Path, required=True, help="PNG file")
+
+    p = command("summary-table", _summary_table,
+                "The pipeline's rows side by side (localisation maps, +dCRF, pseudo labels, DeepLab val), beside "
+                "the paper for VOC and COCO (CSV + Markdown).")
+    p.add_argument("--localisation", type=Path, help="<results>/sipe/eval_cams/summary.json")
+    p.add_argument("--crf", type=Path, help="<results>/refine/crf_eval/summary.json")
+    p.add_argument("--pseudo", type=Path, help="summary.json of the labels DeepLab trains on")
+    p.add_argument("--deeplab", type=Path, help="<results>/deeplab/val/eval_pred/summary.json")
+    p.add_argument("--deeplab-crf", type=Path, help="<results>/deeplab/val/eval_crf/summary.json")
+    p.add_argument("--out", type=Path, required=True, help="CSV file; the Markdown table goes next to it")
+
+    p = command("convert-deeplab-init", _convert_deeplab_init,
+                "Convert deeplab-pytorch's ResNet-101 initialisation (deeplabv1_resnet101-coco.pth) into a "
+                "torchvision-format file for deeplab.weights.")
+    p.add_argument("--src", type=Path, required=True, help="deeplab-pytorch .pth file")
+    p.add_argument("--out", type=Path, required=True, help="torchvision-format ResNet-101 state dict to write")
 
     p = command("convert-checkpoint", _convert_checkpoint,
                 "Convert the SIPE authors' checkpoint ({'net': state_dict}, ResNet-50) into a model.pt of this pipeline.")

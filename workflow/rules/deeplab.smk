@@ -11,9 +11,11 @@ DEEPLAB_TRAINING = {k: v for k, v in config["deeplab"].items() if k not in DEEPL
 # The label maps scored per split: MSC argmax, and the same through the denseCRF (deeplab.crf).
 SEG_KINDS = ["pred", "crf"] if config["deeplab"]["crf"] else ["pred"]
 SEG_TITLES = {"pred": "'DeepLab, MSC'", "crf": "'with denseCRF'"}
-# VOC test goes to the evaluation server, in its folder layout (no GT, not scored).
+# VOC test goes to the evaluation server, in its folder layout (no GT, not scored); only when the VOC root has
+# the test list (prepare_data then adds the split).
 VOC_SERVER = "results/VOC2012/Segmentation/comp6_test_cls"
-SEG_SPLITS = ["val", "test"] if DATASET == "voc" else ["val"]
+VOC_TEST_LIST = f"{config['voc']['root']}/ImageSets/Segmentation/test.txt"
+SEG_SPLITS = ["val", "test"] if DATASET == "voc" and os.path.isfile(VOC_TEST_LIST) else ["val"]
 # The evaluation of the labels DeepLab trains on: the IRN pseudo labels, or the IR labels (refine.method crf).
 PSEUDO_LABELS_EVAL = f"{RESULTS}/refine/{'pseudo_labels' if config['refine']['method'] == 'irn' else 'ir_labels'}_eval/summary.json"
 
