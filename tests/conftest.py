@@ -19,6 +19,8 @@ GENERATED = ("data/", "results/", "logs/")
 TINY_SYNTHETIC = {"train_aug": 24, "train": 8, "val": 8, "min_side": 64, "max_side": 96}
 TINY_SIPE = {"crop": 64, "resize_long": [48, 96], "batch_size": 8, "epochs": 2, "checkpoint_every": 2,
              "loader_workers": 0}
+TINY_DEEPLAB = {"crop": 48, "batch_size": 4, "iterations": 4, "checkpoint_every": 2, "loader_workers": 0,
+                "sheet_samples": 2}
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -46,6 +48,7 @@ def copy_repo(dest: Path, **overrides) -> Path:
     params["dataset_report"]["samples"] = 4
     params["sipe"].update(TINY_SIPE)
     params["cams"]["scales"] = [1.0, 0.5]
+    params["deeplab"].update(TINY_DEEPLAB)
     for section, values in overrides.items():
         if isinstance(values, dict):
             params[section].update(values)
