@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sipe.stages.refine_eval import PAPER_VOC as PAPER_REFINE_VOC
 from sipe.stages.tables import PAPER_TAB4_VOC, read_summary
 
 # (row key, label, split, key in the summary JSON)
@@ -27,7 +28,7 @@ ROWS = (
 PAPER = {
     "voc": {
         "localisation": (PAPER_TAB4_VOC[("is_cam", "sipe")], "paper Tab. 1 / Tab. 4"),
-        "crf": (64.7, "paper Tab. 1; IR-label fg map, pred 255 = background (author, issue #8)"),
+        "crf": (PAPER_REFINE_VOC["crf"], "paper Tab. 1; IR-label fg map, pred 255 = background (author, issue #8)"),
         "pseudo": (None, "not in the paper; about 68 reproduced by a user (issue #6)"),
         "deeplab": (None, "not reported separately"),
         "deeplab_crf": (68.8, "paper Tab. 2, ResNet-101 (test 69.7); CRF and MSC not stated"),
