@@ -12,10 +12,6 @@ PSEUDO_LABELS = f"{REFINE}/pseudo_labels/index.json" if REFINE_IRN else f"{REFIN
 CRF_CODE = code("sipe/refine/crf.py", "sipe/refine/ir_labels.py", "sipe/cams.py", "sipe/stages/refine.py")
 
 
-wildcard_constraints:
-    labels="|".join(LABEL_FOLDERS),
-
-
 rule crf:
     """denseCRF label maps keys[CRF(argmax IS-CAM)] of one shard of train_aug: the +dCRF labels (SPEC E)."""
     input:
@@ -167,6 +163,8 @@ rule eval_labels:
         data=DATA,
         index=f"{REFINE}/{{labels}}/index.json",
         code=code("sipe/metrics.py", "sipe/stages/refine_eval.py"),
+    wildcard_constraints:
+        labels="|".join(LABEL_FOLDERS),
     output:
         summary=f"{REFINE}/{{labels}}_eval/summary.json",
         classes=f"{REFINE}/{{labels}}_eval/per_class.csv",
