@@ -12,12 +12,14 @@ PROFILE = REPO / "workflow/profiles/slurm/config.yaml"
 FORBIDDEN_IN_EXTRA = re.compile(r"--(gres|gpus|mem|time|partition)\b|(^|\s)-[pt]\s")
 
 
-def _rule_blocks() -> dict[str, str]:
-    """Each rule of workflow/rules/*.smk and the text of its definition."""
-    blocks = {}
+def _rule_blocks() -> list[tuple[str, str]]:
+    """(name, text) of each rule definition in workflow/rules/*.smk; rules made in a loop (``rule:`` with
+    ``name:``) are named by their ``name:`` expression."""
+    blocks = []
     for smk in sorted((REPO / "workflow/rules").glob("*.smk")):
-        parts = re.split(r"^rule (\w+):\n", smk.read_text(), flags=re.MULTILINE)
-        blocks.update(zip(parts[1::2], parts[2::2]))
+        parts = re.split(r"^\s*rule(?: (\w+))?:\n", smk.read_text(), flags=re.MULTILINE)
+        for name, text in zip(parts[1::2], parts[2::2]):
+            blocks.append((name or re.search(r"name:\s*(.+)", text)[1].strip(), text))
     return blocks
 
 
@@ -29,15 +31,15 @@ def test_every_profile_entry_is_commented_and_no_gpu_or_limits_hide_in_slurm_ext
     assert profile["executor"] == "slurm"
     assert {"slurm_partition", "slurm_account"} <= set(profile["default-resources"])
     extras = [str(r.get("slurm_extra", "")) for r in [profile["default-resources"], *profile["set-resources"].values()]]
-    extras += re.findall(r"slurm_extra\s*=\s*(.+)", "".join(_rule_blocks().values()))
+    extras += re.findall(r"slurm_extra\s*=\s*(.+)", "".join(text for _, text in _rule_blocks()))
     assert not [e for e in extras if FORBIDDEN_IN_EXTRA.search(e)]
 
 
 def test_every_rule_declares_memory_and_runtime_and_gpu_rules_get_a_gpu_partition():
-    blocks = _rule_blocks()
+    rules = {line.split()[0] for line in run(["snakemake", "--list-rules"], cwd=REPO).stdout.splitlines() if line.strip()}
     profile = yaml.safe_load(PROFILE.read_text())
-    assert set(profile["set-resources"]) <= set(blocks), "the profile names rules that do not exist"
-    for name, block in blocks.items():
+    assert set(profile["set-resources"]) <= rules, "the profile names rules that do not exist"
+    for name, block in _rule_blocks():
         assert "slurm_partition" not in block and "slurm_account" not in block, f"rule {name}: cluster names belong in the profile"
         resources = block.split("resources:", 1)[1] if "resources:" in block else ""
         assert "mem_mb=" in resources and "runtime=" in resources, f"rule {name} declares no mem_mb/runtime"

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SCRIPT = REPO / "scripts/slurm-local.sh"
 PROFILE = ["--workflow-profile", "workflow/profiles/slurm"]
-# The snakemake_run fixture runs with --cores 2: the same threads per job give the same numbers.
+# The local run uses --cores 2: the same threads per job give the same numbers.
 SLURM_RUN = ["snakemake", *PROFILE, "--max-threads", "2", "--slurm-init-seconds-before-status-checks", "4"]
 TIMING_KEY = re.compile(r"(_s|_at|seconds|elapsed)$")  # wall-clock fields of the JSON summaries
 
@@ -151,17 +151,22 @@ def _outputs(repo: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory) -> tuple[Path, str]:
-    """A tiny repository copy on which the whole DAG ran through ``--executor slurm``; its output."""
-    repo = copy_repo(tmp_path_factory.mktemp("slurm_repo"))
+def runs(cluster, tmp_path_factory) -> tuple[Path, Path, str]:
+    """Two identical tiny repository copies: the whole DAG ran locally on one, through ``--executor
+    slurm`` on the other. Returns (local copy, SLURM copy, SLURM run's output)."""
+    base = tmp_path_factory.mktemp("runs")
+    slurm = copy_repo(base / "slurm")
+    local = Path(shutil.copytree(slurm, base / "local", symlinks=True))
     start = time.monotonic()
-    proc = run(SLURM_RUN, cwd=repo, timeout=1800)
-    print(f"\ntiny DAG under SLURM: {time.monotonic() - start:.1f} s")
-    return repo, proc.stdout + proc.stderr
+    run(["snakemake", "--cores", "2"], cwd=local, timeout=1800)
+    middle = time.monotonic()
+    proc = run(SLURM_RUN, cwd=slurm, timeout=1800)
+    print(f"\ntiny DAG: {middle - start:.1f} s local (--cores 2), {time.monotonic() - middle:.1f} s under SLURM")
+    return local, slurm, proc.stdout + proc.stderr
 
 
-def test_the_tiny_dag_runs_as_slurm_jobs_like_a_local_run(slurm_run, snakemake_run):
-    repo, output = slurm_run
+def test_the_tiny_dag_runs_as_slurm_jobs_like_a_local_run(runs):
+    local, slurm, output = runs
     counts = _job_counts(output)
     jobs = _sacct(_run_id(output))
     print(f"\n{len(jobs)} SLURM jobs\n{jobs.drop(columns='rule').to_string(index=False)}")
@@ -171,15 +176,15 @@ def test_the_tiny_dag_runs_as_slurm_jobs_like_a_local_run(slurm_run, snakemake_r
     assert set(jobs["state"]) == {"COMPLETED"} and set(jobs["exit"]) == {"0:0"}
     assert counts["make_cams"] >= 2  # the shards are jobs of their own
 
-    # The same outputs as the local run (tests/conftest.py's snakemake_run, same tiny settings).
-    files = _outputs(repo)
-    assert files == _outputs(snakemake_run)
-    differ = [f for f in files if not _same_output(repo / f, snakemake_run / f)]
+    # The same outputs as the local run of the same copy.
+    files = _outputs(slurm)
+    assert files == _outputs(local)
+    differ = [f for f in files if not _same_output(slurm / f, local / f)]
     assert not differ, f"outputs differ between the SLURM and the local run: {differ}"
 
 
-def test_a_failing_job_is_reported_as_failed(slurm_run):
-    repo, _ = slurm_run
+def test_a_failing_job_is_reported_as_failed(runs):
+    _, repo, _ = runs
     target = "results/synthetic/sipe/cams/index.json"
     model = repo / "results/synthetic/sipe/model.pt"
     model.write_bytes(b"not a checkpoint")  # newer than the maps: the IS-CAM shards rerun and fail
