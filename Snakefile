@@ -11,13 +11,20 @@ configfile: "params.yaml"
 validate(config, "workflow/schemas/params.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 scattergather:
     cams=config["cams"]["shards"],
+    refine=config["refine"]["shards"],
+    deeplab=config["deeplab"]["shards"],
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/sipe.smk"
+include: "workflow/rules/refine.smk"
+include: "workflow/rules/deeplab.smk"
 
 
 rule all:
@@ -26,4 +33,10 @@ rule all:
         f"{RESULTS}/dataset/contact_sheet.png",
         f"{RESULTS}/dataset/stats.json",
         f"{RESULTS}/localisation.csv",
+        f"{RESULTS}/refinement.csv",
+        PSEUDO_LABELS,
         expand(f"{RESULTS}/{{variant}}/eval_cams/overlays.png", variant=VARIANTS),
+        f"{RESULTS}/summary.csv",
+        f"{DEEPLAB}/pictures/pseudo_labels.png",
+        f"{DEEPLAB}/pictures/predictions.png",
+        [f"{DEEPLAB}/test/{VOC_SERVER}/index.json"] if "test" in SEG_SPLITS else [],

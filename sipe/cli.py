@@ -67,7 +67,7 @@ def _make_cams(args, params):
     from sipe.stages.cams import make_cams
     from sipe.stages.shards import parse_shard
 
-    make_cams(params, args.data, args.model, args.out, role="train_aug", shard=parse_shard(args.shard),
+    make_cams(params, args.data, args.model, args.out, role=args.role, shard=parse_shard(args.shard),
               workers=args.workers, device=args.device)
 
 
@@ -95,6 +95,55 @@ def _localisation_table(args, params):
 
     table = localisation_table(args.summaries, params["dataset"])
     write_table(table, args.out, f"Localisation maps on the train split ({params['dataset']})")
+    print(table.to_string(index=False))
+
+
+def _crf(args, params):
+    from sipe.stages.refine import crf_labels
+    from sipe.stages.shards import parse_shard
+
+    crf_labels(params, args.data, args.maps, args.out, shard=parse_shard(args.shard), workers=args.workers)
+
+
+def _ir_labels(args, params):
+    from sipe.stages.refine import ir_labels
+    from sipe.stages.shards import parse_shard
+
+    ir_labels(params, args.data, args.maps, args.crf, args.out, shard=parse_shard(args.shard), workers=args.workers)
+
+
+def _train_irn(args, params):
+    from sipe.stages.train_irn import train_irn
+
+    train_irn(params, args.data, args.labels, args.out, args.workers, device=args.device, init=args.init)
+
+
+def _pseudo_labels(args, params):
+    from sipe.stages.refine import pseudo_labels
+    from sipe.stages.shards import parse_shard
+
+    pseudo_labels(params, args.data, args.maps, args.model, args.out, shard=parse_shard(args.shard),
+                  workers=args.workers, device=args.device)
+
+
+def _gather_labels(args, params):
+    from sipe.stages.refine import gather_labels
+
+    gather_labels(args.data, args.labels, args.role)
+
+
+def _eval_labels(args, params):
+    from sipe.stages.refine_eval import eval_labels
+
+    eval_labels(args.data, args.labels, args.out)
+
+
+def _refinement_table(args, params):
+    from sipe.stages.refine_eval import refinement_table
+    from sipe.stages.tables import write_table
+
+    table = refinement_table(args.cams_eval, args.crf_eval, args.ir_eval, args.pseudo_eval, params["dataset"])
+    write_table(table, args.out, f"Pseudo labels on the train split ({params['dataset']}): mIoU and pixel shares in %")
     print(table.to_string(index=False))
 
 
@@ -195,10 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
 
     p = command("make-cams", _make_cams,
-                "Multi-scale + flip CAM and IS-CAM maps of train_aug (or one shard of it), one .npz per image.")
+                "Multi-scale + flip CAM and IS-CAM maps of a split (or one shard of it), one .npz per image.")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     p.add_argument("--model", type=Path, required=True, help="SIPE checkpoint (model.pt)")
     p.add_argument("--out", type=Path, required=True, help="map folder")
+    p.add_argument("--role", default="train_aug",
+                   help="split to make maps for: train_aug (refinement needs it) or train (scoring only) (default: %(default)s)")
     p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
 
@@ -223,6 +274,60 @@ def build_parser() -> argparse.ArgumentParser:
                 "Paper Tab. 4 side by side: CAM baseline, IS-CAM without GSC, SIPE (CSV + Markdown).")
     p.add_argument("--summaries", type=Path, nargs="+", required=True,
                    help="<results>/<variant>/eval_cams/summary.json files")
+    p.add_argument("--out", type=Path, required=True, help="CSV file; the Markdown table goes next to it")
+
+    p = command("crf", _crf,
+                "denseCRF label maps keys[CRF(argmax IS-CAM)] of train_aug (or one shard): the '+dCRF' labels (SPEC E).")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--maps", type=Path, required=True, help="IS-CAM map folder (make-cams)")
+    p.add_argument("--out", type=Path, required=True, help="label folder: <id>.png")
+    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
+
+    p = command("ir-labels", _ir_labels,
+                "IR labels of train_aug (or one shard): confident foreground / background, 255 elsewhere (SPEC F.1).")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--maps", type=Path, required=True, help="IS-CAM map folder (make-cams)")
+    p.add_argument("--crf", type=Path, required=True, help="label folder of the crf stage (the first CRF pass)")
+    p.add_argument("--out", type=Path, required=True, help="label folder: <id>.png")
+    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
+
+    p = command("train-irn", _train_irn,
+                "Train IRN (boundary + displacement branches, frozen backbone) on the IR labels of train_aug; "
+                "resumes from OUT/resume.pt if a run was killed.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--labels", type=Path, required=True, help="IR label folder (ir-labels)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, train/ (steps.csv, train.json, loss.png)")
+    p.add_argument("--init", type=Path, help="pre-trained backbone file, used when sipe.weights is 'pretrain'")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+
+    p = command("pseudo-labels", _pseudo_labels,
+                "Random-walk pseudo labels of train_aug (or one shard) from IS-CAM and IRN boundaries (SPEC F.5).")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--maps", type=Path, required=True, help="IS-CAM map folder (make-cams)")
+    p.add_argument("--model", type=Path, required=True, help="IRN checkpoint (train-irn's model.pt)")
+    p.add_argument("--out", type=Path, required=True, help="label folder: <id>.png")
+    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+
+    p = command("gather-labels", _gather_labels,
+                "Check that every image of a split has its label PNG in a label folder; write its index.json.")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--labels", type=Path, required=True, help="label folder")
+    p.add_argument("--role", default="train_aug", help="split the labels were made for (default: %(default)s)")
+
+    p = command("eval-labels", _eval_labels,
+                "Score a label folder on the train split: mIoU (255 = background), coverage, confident-pixel "
+                "mIoU and precision (summary.json, per_class.csv).")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--labels", type=Path, required=True, help="label folder: <id>.png")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+
+    p = command("refinement-table", _refinement_table,
+                "IS-CAM -> +dCRF -> IR labels -> IRN pseudo labels on the train split, beside the paper (CSV + Markdown).")
+    p.add_argument("--cams-eval", type=Path, required=True, help="<results>/sipe/eval_cams/summary.json")
+    p.add_argument("--crf-eval", type=Path, required=True, help="<results>/refine/crf_eval/summary.json")
+    p.add_argument("--ir-eval", type=Path, required=True, help="<results>/refine/ir_labels_eval/summary.json")
+    p.add_argument("--pseudo-eval", type=Path, help="<results>/refine/pseudo_labels_eval/summary.json (refine.method irn)")
     p.add_argument("--out", type=Path, required=True, help="CSV file; the Markdown table goes next to it")
 
     p = command("train-deeplab", _train_deeplab,

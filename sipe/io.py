@@ -75,6 +75,15 @@ def write_json(path: str | os.PathLike, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def save_torch(path: str | os.PathLike, obj) -> None:
+    """``torch.save`` atomically, through a file handle: a path would put the temporary file's random
+    name inside the archive, so equal tensors would never give equal files (DVC would see a change)."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:

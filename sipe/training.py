@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from sipe import distributed
 from sipe.errors import SipeError
-from sipe.io import atomic_path
+from sipe.io import atomic_path, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save`` to a temporary sibling, then rename onto ``path``."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """``torch.save`` to a temporary sibling, then rename onto ``path`` (:func:`sipe.io.save_torch`)."""
+    save_torch(path, state)
 
 
 def load_checkpoint(path: Path) -> dict:

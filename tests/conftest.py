@@ -19,6 +19,7 @@ GENERATED = ("data/", "results/", "logs/")
 TINY_SYNTHETIC = {"train_aug": 24, "train": 8, "val": 8, "min_side": 64, "max_side": 96}
 TINY_SIPE = {"crop": 64, "resize_long": [48, 96], "batch_size": 8, "epochs": 2, "checkpoint_every": 2,
              "loader_workers": 0}
+TINY_IRN = {"crop": 48, "radius": 5, "batch_size": 4, "epochs": 1, "checkpoint_every": 2, "loader_workers": 0}
 TINY_DEEPLAB = {"crop": 48, "batch_size": 4, "iterations": 4, "checkpoint_every": 2, "loader_workers": 0,
                 "sheet_samples": 2}
 
@@ -49,6 +50,8 @@ def copy_repo(dest: Path, **overrides) -> Path:
     params["sipe"].update(TINY_SIPE)
     params["cams"]["scales"] = [1.0, 0.5]
     params["deeplab"].update(TINY_DEEPLAB)
+    params["irn"].update(TINY_IRN)
+    params["pseudo_labels"]["pad_size"] = 48
     for section, values in overrides.items():
         if isinstance(values, dict):
             params[section].update(values)

@@ -1,6 +1,6 @@
 """SIPENet checkpoints: ``{"model": state_dict, "config": SIPENet kwargs, "meta": {...}}`` (DESIGN "Data formats").
 
-Written atomically (``sipe.io.atomic_path``) and read with ``torch.load(weights_only=True)``;
+Written atomically (``sipe.io.save_torch``) and read with ``torch.load(weights_only=True)``;
 every failure is a one-line ``SipeError`` naming the file.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from sipe.errors import SipeError
-from sipe.io import atomic_path
+from sipe.io import save_torch
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
@@ -40,8 +40,7 @@ def save_model(path: str | os.PathLike, model, **meta) -> None:
     dicts, tensors).
     """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"model": state, "config": dict(model.config), "meta": meta}, tmp)
+    save_torch(path, {"model": state, "config": dict(model.config), "meta": meta})
 
 
 def load_sipe(path: str | os.PathLike, num_classes: int | None = None, device="cpu"):

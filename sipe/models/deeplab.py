@@ -34,7 +34,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from sipe.data.segmentation import STYLES
 from sipe.errors import SipeError
-from sipe.io import atomic_path
+from sipe.io import save_torch
 from sipe.models.backbone import BACKBONES, build_resnet, freeze_bn, stage_channels
 from sipe.models.checkpoint import read_torch_file
 
@@ -224,8 +224,7 @@ def convert_deeplab_init(src: str | os.PathLike, out: str | os.PathLike) -> int:
         what = (f"{len(missing)} ResNet-101 tensors missing (first {missing[0]})" if missing
                 else f"{len(wrong)} shape mismatches (first {wrong[0]})")
         raise SipeError(f"{src}: not a deeplab-pytorch ResNet-101: {what}")
-    with atomic_path(out) as tmp:
-        torch.save({k: own[k] if k in counters else converted[k].float().contiguous() for k in own}, tmp)
+    save_torch(out, {k: own[k] if k in counters else converted[k].float().contiguous() for k in own})
     return len(own) - len(counters)
 
 

@@ -22,7 +22,7 @@ import torchvision
 
 from sipe.data.classification import ClassificationDataset
 from sipe.data.manifest import DatasetManifest
-from sipe.io import atomic_path, write_json
+from sipe.io import save_torch, write_json
 from sipe.training import TrainConfig, fit, make_sgd, plot_losses, result_summary, seed_everything
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def pretrain_backbone(params: dict, data: Path, out_dir: Path, workers: int, dev
     plot_losses(out_dir / "steps.csv", out_dir / "loss.png", title=f"backbone pre-training ({manifest.name})")
     write_json(out_dir / "pretrain.json", {**result_summary(result, config), "settings": settings})
     weights = out_dir / WEIGHTS_NAME
-    with atomic_path(weights) as tmp:
-        torch.save({k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("fc.")}, tmp)
+    save_torch(weights, {k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("fc.")})
     resume_path.unlink(missing_ok=True)
     log.info("wrote %s (%d steps, final loss %.4f)", weights, result.steps, result.final["loss"])
     return weights

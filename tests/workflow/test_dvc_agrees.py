@@ -19,7 +19,8 @@ from pathlib import Path
 from tests.conftest import run
 
 # Snakemake gather rules whose work the unsharded DVC stage does itself.
-ABSORBED = {"gather_cams": "make_cams"}
+ABSORBED = {"gather_cams": "make_cams", "gather_segment": "segment", "gather_crf": "crf",
+            "gather_ir_labels": "ir_labels", "gather_pseudo_labels": "pseudo_labels"}
 
 
 def _normalise(cmd: str) -> str:

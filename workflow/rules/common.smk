@@ -39,3 +39,8 @@ def code(*paths):
     for path in paths:
         files += sorted(glob.glob(f"{path}/*.py")) if os.path.isdir(path) else [path]
     return files
+
+
+def cams_role(wildcards):
+    """Split a variant's maps cover: the main model's feed refinement (train_aug), the others are only scored (train)."""
+    return "train_aug" if wildcards.variant == "sipe" else "train"

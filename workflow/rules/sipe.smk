@@ -10,6 +10,7 @@ wildcard_constraints:
     variant="|".join(VARIANTS),
 
 
+
 rule pretrain_backbone:
     """Stand-in for ImageNet weights: a plain ResNet trained on the train_aug image labels (sipe.weights: pretrain)."""
     input:
@@ -75,7 +76,7 @@ rule train_sipe:
 
 
 rule make_cams:
-    """Multi-scale + flip IS-CAM (and CAM) maps of one shard of train_aug, one .npz per image (SPEC D)."""
+    """Multi-scale + flip IS-CAM (and CAM) maps of one shard of a split, one .npz per image (SPEC D)."""
     input:
         data=DATA,
         model=f"{RESULTS}/{{variant}}/model.pt",
@@ -85,6 +86,7 @@ rule make_cams:
     params:
         file=PARAMS,
         settings=config["cams"]["scales"],
+        role=cams_role,
         out=lambda wildcards: f"{RESULTS}/{wildcards.variant}/cams",
     log:
         f"{LOGS}/make_cams_{{variant}}_{{scatteritem}}.log",
@@ -97,11 +99,11 @@ rule make_cams:
         gpu=0 if DATASET == "synthetic" else 1,  # multi-scale inference of a real dataset wants a GPU per shard
     shell:
         "python -m sipe make-cams --params {params.file} --data {input.data} --model {input.model} "
-        "--out {params.out} --shard {wildcards.scatteritem} --workers {threads} --log {log}"
+        "--out {params.out} --role {params.role} --shard {wildcards.scatteritem} --workers {threads} --log {log}"
 
 
 rule gather_cams:
-    """Check that every train_aug image has its maps; write the index of the map folder."""
+    """Check that every image of the variant's split has its maps; write the index of the map folder."""
     input:
         data=DATA,
         # gather.cams() fills {scatteritem}; the doubled braces keep {variant} a wildcard.
@@ -111,6 +113,7 @@ rule gather_cams:
     params:
         file=PARAMS,
         maps=subpath(output[0], parent=True),
+        role=cams_role,
     log:
         f"{LOGS}/gather_cams_{{variant}}.log",
     conda:
@@ -120,7 +123,7 @@ rule gather_cams:
         runtime=5,
     shell:
         "python -m sipe gather-maps --params {params.file} --data {input.data} --maps {params.maps} "
-        "--log {log}"
+        "--role {params.role} --log {log}"
 
 
 rule cam_overlays:
