@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -58,9 +59,13 @@ def test_dag_produces_dataset_and_report(snakemake_run: Path):
     assert (snakemake_run / "logs/synthetic/prepare_data.log").stat().st_size > 0
     table = (snakemake_run / "results/synthetic/localisation.csv").read_text().splitlines()
     assert table[0] == "method,model,bg_threshold,mIoU,paper_voc_mIoU" and len(table) == 5
-    for variant in ("sipe", "nogsc"):
+    # the sipe model's maps cover train_aug (refinement needs them), nogsc's only the scored train split;
+    # each written by two shard jobs
+    for variant, role, count in (("sipe", "train_aug", 24), ("nogsc", "train", 8)):
         maps = sorted(p.stem for p in (snakemake_run / f"results/synthetic/{variant}/cams").glob("*.npz"))
-        assert len(maps) == 24  # every train_aug image, written by two shard jobs
+        assert len(maps) == count
+        index = json.loads((snakemake_run / f"results/synthetic/{variant}/cams/index.json").read_text())
+        assert index["role"] == role and index["ids"] == maps
         assert (snakemake_run / f"results/synthetic/{variant}/cams/shards/2-of-2.json").is_file()
 
 
