@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sipe.errors import DatasetError
+
 IGNORE_INDEX = 255
 
 
@@ -106,3 +108,17 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
         if image.mode not in ("P", "L"):
             raise ValueError(f"{path}: label PNG must be palette (P) or grayscale (L), got mode {image.mode}")
         return np.asarray(image, dtype=np.uint8).copy()
+
+
+def read_label_of_size(path: str | os.PathLike, size: tuple[int, int], image) -> np.ndarray:
+    """A label PNG that must be ``size`` (H, W), the size of ``image``; one-line :class:`DatasetError` if it
+    is missing, unreadable or of another size."""
+    try:
+        labels = read_label_png(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: label file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read label PNG ({exc})".replace("\n", " ")) from None
+    if labels.shape != tuple(size):
+        raise DatasetError(f"{path}: label size {labels.shape} != image size {tuple(size)} of {image}")
+    return labels

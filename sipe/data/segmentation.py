@@ -30,7 +30,7 @@ from sipe.data.classification import load_rgb
 from sipe.data.manifest import DatasetManifest
 from sipe.data.transforms import normalize_image, random_hflip
 from sipe.errors import DatasetError, first_offenders
-from sipe.io import IGNORE_INDEX, read_label_png
+from sipe.io import IGNORE_INDEX, read_label_of_size
 
 TRAIN_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)      # SPEC G.2
 CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)    # SPEC G.2
@@ -116,12 +116,7 @@ def label_files(labels_dir: str | os.PathLike, ids: list[str]) -> list[Path]:
 
 def read_pseudo_label(path: Path, shape: tuple[int, int], num_classes: int) -> np.ndarray:
     """A label PNG checked against its image: same size, values in 0..C−1 or 255."""
-    try:
-        label = read_label_png(path)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read label ({exc})".replace("\n", " ")) from None
-    if label.shape != shape:
-        raise DatasetError(f"{path}: label size {label.shape} != image size {shape}")
+    label = read_label_of_size(path, shape, "its image")
     bad = np.unique(label[(label >= num_classes) & (label != IGNORE_INDEX)])
     if bad.size:
         raise DatasetError(f"{path}: label values outside 0..{num_classes - 1} and 255: {first_offenders(bad.tolist())}")

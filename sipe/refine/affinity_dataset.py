@@ -28,20 +28,8 @@ from sipe.data.classification import load_rgb
 from sipe.data.manifest import DatasetManifest
 from sipe.data.transforms import normalize_image, random_crop, random_hflip, scaled_size
 from sipe.errors import DatasetError, first_offenders
-from sipe.io import IGNORE_INDEX, read_label_png
+from sipe.io import IGNORE_INDEX, read_label_of_size
 
-
-def read_labels(path: Path, size: tuple[int, int], image_path: Path) -> np.ndarray:
-    """A label PNG as uint8 [H, W]; one-line :class:`DatasetError` if it is unreadable or not ``size``."""
-    try:
-        labels = read_label_png(path)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: label file not found") from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read label PNG ({exc})") from None
-    if labels.shape != size:
-        raise DatasetError(f"{path}: label size {labels.shape} != image size {size} of {image_path}")
-    return labels
 
 
 class AffinityDataset(Dataset):
@@ -70,7 +58,7 @@ class AffinityDataset(Dataset):
 
     def sample(self, index: int, generator: torch.Generator) -> dict:
         image = load_rgb(self.images[index])
-        labels = read_labels(self.labels[index], (image.height, image.width), self.images[index])
+        labels = read_label_of_size(self.labels[index], (image.height, image.width), self.images[index])
         low, high = self.scale_range
         scale = low + float(torch.rand((), generator=generator)) * (high - low)
         height, width = scaled_size(image.height, image.width, scale)

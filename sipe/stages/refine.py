@@ -28,7 +28,7 @@ from sipe.cams import find_maps, load_maps
 from sipe.data.manifest import DatasetManifest
 from sipe.data.validate import parallel_map
 from sipe.errors import SipeError, first_offenders
-from sipe.io import read_label_png, save_label_png
+from sipe.io import read_label_of_size, save_label_png
 from sipe.models.irn import load_irn
 from sipe.refine.crf import CRFSettings
 from sipe.refine.ir_labels import confident_labels, crf_label_map
@@ -60,19 +60,6 @@ def image_and_maps(image_path: Path, map_file: Path, num_classes: int):
     return image, keys, is_cam.astype(np.float32)
 
 
-def read_labels_like(path: Path, shape: tuple[int, int], what: str) -> np.ndarray:
-    """A label PNG that must have ``shape``; one-line :class:`SipeError` otherwise."""
-    try:
-        labels = read_label_png(path)
-    except FileNotFoundError:
-        raise SipeError(f"{path}: label file not found") from None
-    except (OSError, ValueError) as exc:
-        raise SipeError(f"{path}: cannot read label PNG ({exc})") from None
-    if labels.shape != tuple(shape):
-        raise SipeError(f"{path}: label size {labels.shape} != size {tuple(shape)} of {what}")
-    return labels
-
-
 def _crf_task(task: tuple) -> None:
     image_path, map_file, out_file, settings, num_classes = task
     image, keys, is_cam = image_and_maps(image_path, map_file, num_classes)
@@ -83,7 +70,7 @@ def _ir_task(task: tuple) -> float:
     """Write one image's IR labels; return the fraction of its pixels that got a confident label."""
     image_path, map_file, fg_file, out_file, settings, bg_attenuation, num_classes = task
     image, keys, is_cam = image_and_maps(image_path, map_file, num_classes)
-    fg_conf = read_labels_like(fg_file, image.shape[:2], image_path)
+    fg_conf = read_label_of_size(fg_file, image.shape[:2], image_path)
     bg_conf = crf_label_map(image, keys, is_cam, settings, bg_scale=bg_attenuation)
     labels = confident_labels(fg_conf, bg_conf)
     save_label_png(out_file, labels)

@@ -24,10 +24,10 @@ import pandas as pd
 
 from sipe.data.manifest import DatasetManifest
 from sipe.errors import SipeError, first_offenders
-from sipe.io import IGNORE_INDEX, atomic_path, write_json
+from sipe.io import IGNORE_INDEX, atomic_path, read_label_of_size, write_json
 from sipe.metrics import ConfusionMatrix, per_class_table, summary
 from sipe.stages.cams import read_mask
-from sipe.stages.refine import label_path, read_labels_like
+from sipe.stages.refine import label_path
 from sipe.stages.tables import read_summary
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def eval_labels(data: Path, labels_dir: Path, out_dir: Path, role: str = "train"
         mask_file = manifest.mask_path(role, image_id)
         gt = read_mask(mask_file)
         labels_file = label_path(labels_dir, image_id)
-        pred = read_labels_like(labels_file, gt.shape, mask_file)
+        pred = read_label_of_size(labels_file, gt.shape, mask_file)
         as_background.update(gt, pred, where=str(labels_file))
         confident.update(gt, pred, where=str(labels_file))
     scores = as_background.scores(manifest.classes)
