@@ -8,9 +8,13 @@ image-specific prototypes, built from the feature similarity *within one image*,
 body. Every object here is built to make that visible:
 
 * a **body**: a slightly wobbly ellipse (random axes, rotation, scale) whose base colour is drawn
-  per *instance* from a shared, muted range, shaded and covered by a fine "fur" texture common to
-  all classes. Bodies therefore say nothing about the class; headless, marker-free blobs of the
-  same kind ("distractors", labelled background) make sure that even "being a body" is no clue;
+  per *instance* from a shared range of vivid colours (any hue, saturation 0.45-0.85), shaded and
+  covered by a fine "fur" texture common to all classes. Bodies therefore say nothing about the
+  class; headless, marker-free blobs of the same kind ("distractors", labelled background) make
+  sure that even "being a vivid body" is no clue. The background is muted, so a body stands out
+  from it by its look, as real objects do in generic (ImageNet-like) features: when bodies were
+  muted like the background, even prototypes of a perfectly seeded head did not reach the body
+  and IS-CAM trailed the CAM (docs/datasets.md);
 * a **head** (the *part*, about 14-22 % of the object): a disc attached at the body's rim, showing
   the same instance colour and fur as its body (so features link part and body), with a small
   **class marker** drawn on it: a saturated colour and a pattern. Only the marker tells classes
@@ -173,8 +177,13 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 
 
 def _muted(rng: np.random.Generator) -> np.ndarray:
-    """A muted colour (low saturation, mid value): bodies, distractors and backgrounds share it."""
+    """A muted colour (low saturation, mid value): backgrounds and their clutter."""
     return _hsv(rng.uniform(0, 1), rng.uniform(0.06, 0.38), rng.uniform(0.32, 0.82))
+
+
+def _vivid(rng: np.random.Generator) -> np.ndarray:
+    """A vivid instance colour (any hue, saturation 0.45-0.85): bodies of objects and distractors."""
+    return _hsv(rng.uniform(0, 1), rng.uniform(0.45, 0.85), rng.uniform(0.45, 0.85))
 
 
 def _window(cx: float, cy: float, radius: float, height: int, width: int):
@@ -375,7 +384,7 @@ def _propose_object(rng, height: int, width: int) -> _Candidate | None:
     hx = rng.uniform(0.25 * r, width - 0.25 * r)
     hy = rng.uniform(0.25 * r, height - 0.25 * r)
     cx, cy = hx - (hu * c - hv * s), hy - (hu * s + hv * c)
-    base, fur = _muted(rng), _fur_params(rng)
+    base, fur = _vivid(rng), _fur_params(rng)
     pattern_rot = rng.uniform(0, 2 * math.pi)
     jitter = rng.uniform(-0.06, 0.06, size=3).astype(np.float32)
 
@@ -444,7 +453,7 @@ def render_sample(settings: dict, split: str, index: int) -> SyntheticSample:
         geo = _body_geometry(rng, short)
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         win = _window(cx, cy, geo["a"] * 1.25, height, width)
-        base, fur = _muted(rng), _fur_params(rng)
+        base, fur = _vivid(rng), _fur_params(rng)
         if win is None:
             continue
         y, x = _grids(win)

@@ -210,6 +210,31 @@ def test_part_is_discriminative_and_body_is_not():
     assert gaps[~np.eye(6, dtype=bool)].min() > 0.3
 
 
+def _saturation(pixels: np.ndarray) -> np.ndarray:
+    """HSV saturation of float RGB pixels [..., 3]."""
+    top = pixels.max(axis=-1)
+    return (top - pixels.min(axis=-1)) / np.maximum(top, 1e-6)
+
+
+def test_bodies_stand_out_from_the_muted_background():
+    body_sat, background_sat = [], []
+    for index in range(60):
+        sample = render_sample({**DESIGN, "train_aug": 60}, "train_aug", index)
+        sat = _saturation(sample.image.astype(np.float64) / 255.0)
+        for obj in sample.objects:
+            body = obj.body_mask & ~ndimage.binary_dilation(obj.part_mask, iterations=2)
+            if body.sum() >= 50:
+                body_sat.append(np.median(sat[body]))
+        background_sat.append(np.median(sat[sample.label == 0]))
+    body_sat, background_sat = np.array(body_sat), np.array(background_sat)
+    assert len(body_sat) > 60
+    # vivid instance colours (saturation 0.45-0.85, lowered a little by shading and fur) ...
+    assert (body_sat > 0.4).mean() > 0.9
+    # ... on a muted background (saturation 0.06-0.38, plus vivid distractors and spots)
+    assert np.median(background_sat) < 0.35
+    assert np.median(body_sat) > np.median(background_sat) + 0.25
+
+
 def test_object_statistics_follow_the_design():
     df = object_statistics(DESIGN, "train_aug", 120)
     per_image = df.groupby("image")
