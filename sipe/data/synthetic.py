@@ -8,7 +8,7 @@ image-specific prototypes, built from the feature similarity *within one image*,
 body. Every object here is built to make that visible:
 
 * a **body**: a slightly wobbly ellipse (random axes, rotation, scale) whose base colour is drawn
-  per *instance* from a shared range of vivid colours (any hue, saturation 0.45-0.85), shaded and
+  per *instance* from a shared range of vivid colours (any hue, saturation 0.30-0.65), shaded and
   covered by a fine "fur" texture common to all classes. Bodies therefore say nothing about the
   class; headless, marker-free blobs of the same kind ("distractors", labelled background) make
   sure that even "being a vivid body" is no clue. The background is muted, so a body stands out
@@ -182,8 +182,8 @@ def _muted(rng: np.random.Generator) -> np.ndarray:
 
 
 def _vivid(rng: np.random.Generator) -> np.ndarray:
-    """A vivid instance colour (any hue, saturation 0.45-0.85): bodies of objects and distractors."""
-    return _hsv(rng.uniform(0, 1), rng.uniform(0.45, 0.85), rng.uniform(0.45, 0.85))
+    """A vivid instance colour (any hue, saturation 0.30-0.65): bodies of objects and distractors."""
+    return _hsv(rng.uniform(0, 1), rng.uniform(0.30, 0.65), rng.uniform(0.45, 0.85))
 
 
 def _window(cx: float, cy: float, radius: float, height: int, width: int):

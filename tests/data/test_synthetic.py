@@ -228,11 +228,11 @@ def test_bodies_stand_out_from_the_muted_background():
         background_sat.append(np.median(sat[sample.label == 0]))
     body_sat, background_sat = np.array(body_sat), np.array(background_sat)
     assert len(body_sat) > 60
-    # vivid instance colours (saturation 0.45-0.85, lowered a little by shading and fur) ...
-    assert (body_sat > 0.4).mean() > 0.9
+    # vivid instance colours (saturation 0.30-0.65, shifted a little by shading, fur and JPEG) ...
+    assert (body_sat > 0.3).mean() > 0.9
     # ... on a muted background (saturation 0.06-0.38, plus vivid distractors and spots)
-    assert np.median(background_sat) < 0.35
-    assert np.median(body_sat) > np.median(background_sat) + 0.25
+    assert np.median(background_sat) < 0.33
+    assert np.median(body_sat) > np.median(background_sat) + 0.15
 
 
 def test_object_statistics_follow_the_design():
