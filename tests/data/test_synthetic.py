@@ -228,7 +228,7 @@ def test_bodies_stand_out_from_the_muted_background():
         background_sat.append(np.median(sat[sample.label == 0]))
     body_sat, background_sat = np.array(body_sat), np.array(background_sat)
     assert len(body_sat) > 60
-    # vivid instance colours (saturation 0.30-0.65, shifted a little by shading, fur and JPEG) ...
+    # vivid instance colours (saturation 0.30-0.65, shifted a little by shading and fur) ...
     assert (body_sat > 0.3).mean() > 0.9
     # ... on a muted background (saturation 0.06-0.38, plus vivid distractors and spots)
     assert np.median(background_sat) < 0.33
