@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 def _step_worker(mode: str, backbone: str, batch: int, crop: int, steps: int, queue) -> None:
     from sipe import ipe
+    from sipe.data.classification import valid_mask_from
     from sipe.models import SIPENet
     from sipe.models.backbone import backbone_stages
 
@@ -34,7 +35,7 @@ def _step_worker(mode: str, backbone: str, batch: int, crop: int, steps: int, qu
     images = torch.randn(batch, 3, crop, crop)
     labels = torch.zeros(batch, num_classes)
     labels[:, [3, 14]] = 1
-    valid = torch.cat([torch.ones(batch, 1, crop, crop), labels[:, :, None, None].expand(-1, -1, crop, crop)], 1)
+    valid = valid_mask_from(torch.ones(batch, crop, crop), labels)  # as the train-sipe stage builds it
     params = [p for group in model.parameter_groups() for p in group]
 
     def sipe_step():
