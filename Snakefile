@@ -1,5 +1,5 @@
 # sipe-pipeline: the SIPE workflow as a Snakemake DAG. Settings: params.yaml (schema in
-# workflow/schemas/). Rules live in workflow/rules/, grouped by pipeline phase.
+# workflow/schemas/). Rules live in workflow/rules/, one file per pipeline phase.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")

@@ -1,4 +1,4 @@
-"""Benchmark: label-based denseCRF (SPEC E) images/s on 1 vs 2 worker processes.
+"""Benchmark: label-based denseCRF (docs/method.md E) images/s on 1 vs 2 worker processes.
 
 Each image is a smooth random colour field with a few blobs and a label map of K+1 = 3 labels that
 roughly follows the blobs (as argmax IS-CAM does); the CRF runs with the reference's settings
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from sipe.data.validate import parallel_map
+from sipe.parallel import parallel_map
 from sipe.refine.crf import crf_inference_label
 
 

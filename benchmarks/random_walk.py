@@ -1,9 +1,9 @@
-"""Benchmark: the random walk of SPEC F.5 on a VOC-sized map (500×375 image → 94×125 at stride 4).
+"""Benchmark: the random walk of docs/method.md F.5 on a VOC-sized map (500×375 image → 94×125 at stride 4).
 
 Runs ``sipe.refine.random_walk.propagate_to_edge`` (radius 5, β 10, 2^8 = 256 sparse averaging
 steps, float32) in a fresh spawned process per thread count, so that peak RSS (ru_maxrss) is that
 run's alone, and prints seconds (the sparse matrix build and the walk) and the peak memory above
-the process's baseline, next to what the authors' dense form costs for the same map (SPEC F.6:
+the process's baseline, next to what the authors' dense form costs for the same map (docs/method.md F.6:
 16·n³ FLOP for T^256 by 8 squarings of an n × n matrix, n² floats per matrix). Issue target: ≤ 1 s.
 
     python benchmarks/random_walk.py [--height 94] [--width 125] [--channels 21] [--threads 1 2] [--repeats 3]

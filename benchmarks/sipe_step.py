@@ -1,6 +1,6 @@
 """Benchmark: one SIPE training step vs the same backbone's plain classification step (CPU).
 
-Both steps share the gradient path of SPEC B.1 (stem..layer2 frozen, gradient cut after layer2,
+Both steps share the gradient path of docs/method.md B.1 (stem..layer2 frozen, gradient cut after layer2,
 layer3/4 and a 1×1 classifier trained); the SIPE step adds the side branches, seed locating,
 prototypes, IS-CAM and the GSC loss. Each configuration runs in its own spawned process so that
 peak RSS (ru_maxrss) is measured separately. Prints the time ratio and the peak-memory ratio

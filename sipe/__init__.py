@@ -1,8 +1,8 @@
 """sipe-pipeline: Self-supervised Image-specific Prototype Exploration (SIPE, CVPR 2022).
 
-The library is layered as ``sipe.data`` (datasets), ``sipe.metrics``, ``sipe.viz`` and, in
-later phases, ``sipe.ipe`` / ``sipe.models`` / ``sipe.refine``; ``sipe.cli`` exposes one
-command per pipeline stage.
+``sipe.ipe`` holds the paper's math, ``sipe.models`` the networks, ``sipe.data`` the datasets,
+``sipe.refine`` the pseudo-label refinement, ``sipe.stages`` one module per pipeline stage, and
+``sipe.cli`` the ``sipe <stage>`` commands (docs/architecture.md).
 """
 
 __version__ = "0.1.0"

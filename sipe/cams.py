@@ -1,19 +1,19 @@
 """Localisation maps: multi-scale IS-CAM / CAM inference, the per-image map file, label maps and overlays.
 
-Inference follows SPEC A.5 and D (the authors' ``make_cam.py``): for every scale the image is
+Inference follows docs/method.md A.5 and D (the authors' ``make_cam.py``): for every scale the image is
 PIL-bicubic resized, ImageNet-normalised and passed as the pair [image, hflip(image)] through
 ``SIPENet.infer``; each scale's maps are upsampled bilinearly (align_corners=False) to the image
 size, the scales are **summed**, and every channel is divided by its own max + 1e-5. The same
 fusion is applied to the IS-CAM and to the (ReLU'd, flip-summed) raw CAM, the baseline of the
 paper's Fig. 8.
 
-The map file (DESIGN "Data formats"): one pickle-free ``.npz`` per image with
+The map file (docs/architecture.md, "Data formats between stages"): one pickle-free ``.npz`` per image with
 
 * ``keys``   int64   [K+1]      0 (background) then the present class ids, increasing;
 * ``is_cam`` float16 [K+1,H,W]  IS-CAM rows aligned with ``keys``;
 * ``cam``    float16 [K,H,W]    CAM rows aligned with ``keys[1:]`` (foreground only).
 
-Only the background and the present classes are kept (SPEC D). Label maps (SPEC D eval_cam):
+Only the background and the present classes are kept (docs/method.md D). Label maps (docs/method.md D eval_cam):
 ``keys[argmax IS-CAM]`` with no threshold; the CAM baseline puts a constant background score in
 front of the CAM rows before the argmax.
 """
@@ -32,12 +32,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from sipe.data.transforms import normalize_image, scaled_size
-from sipe.errors import SipeError, first_offenders
+from sipe.errors import SipeError, first_offenders, one_line
 from sipe.io import IGNORE_INDEX, atomic_path
 from sipe.viz import fit_text
 
-DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)  # SPEC A.5 (the order does not change the sum)
-MAX_NORM_EPS = 1e-5  # SPEC D: each fused channel is divided by its max + 1e-5
+DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)  # docs/method.md A.5 (the order does not change the sum)
+MAX_NORM_EPS = 1e-5  # docs/method.md D: each fused channel is divided by its max + 1e-5
 MAP_DTYPE = np.float16
 MAP_SUFFIX = ".npz"
 
@@ -50,7 +50,7 @@ class MapError(SipeError):
 # Inference
 
 def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
-    """``image`` (uint8 [H,W,3]) PIL-bicubic resized to (round(H·s), round(W·s)) (SPEC A.5); scale 1 is a no-op."""
+    """``image`` (uint8 [H,W,3]) PIL-bicubic resized to (round(H·s), round(W·s)) (docs/method.md A.5); scale 1 is a no-op."""
     height, width = image.shape[:2]
     size = scaled_size(height, width, scale)
     if size == (height, width):
@@ -74,13 +74,13 @@ def _model_device(model) -> torch.device:
 
 
 def max_normalize(maps: torch.Tensor, eps: float = MAX_NORM_EPS) -> torch.Tensor:
-    """Each channel of ``maps`` [K,H,W] divided by its max over (H, W) plus ``eps`` (SPEC D)."""
+    """Each channel of ``maps`` [K,H,W] divided by its max over (H, W) plus ``eps`` (docs/method.md D)."""
     return maps / (maps.amax(dim=(1, 2), keepdim=True) + eps)
 
 
 def multiscale_maps(model, image: np.ndarray, label, scales: Sequence[float] = DEFAULT_SCALES,
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Fused multi-scale + flip maps of one image (SPEC A.5, D): ``(cam [C,H,W], is_cam [C+1,H,W])``, float32 numpy.
+    """Fused multi-scale + flip maps of one image (docs/method.md A.5, D): ``(cam [C,H,W], is_cam [C+1,H,W])``, float32 numpy.
 
     ``image`` is uint8 RGB [H,W,3] at its original size; ``label`` is the 0/1 vector [C+1] of the
     image-level labels with ``label[0] = 1`` (background). Per scale: bicubic resize, ImageNet
@@ -103,7 +103,7 @@ def multiscale_maps(model, image: np.ndarray, label, scales: Sequence[float] = D
     cam_sum = is_cam_sum = None
     with torch.no_grad():
         for scale in scales:
-            x = normalize_image(rescale_image(image, scale))[None].to(device)  # [1,3,h,w], SPEC A.4 mean/std
+            x = normalize_image(rescale_image(image, scale))[None].to(device)  # [1,3,h,w], docs/method.md A.4 mean/std
             cam, is_cam = model.infer(x, label)
             cam = F.interpolate(cam[None].float(), (height, width), mode="bilinear", align_corners=False)[0]
             is_cam = F.interpolate(is_cam[None].float(), (height, width), mode="bilinear", align_corners=False)[0]
@@ -197,8 +197,7 @@ def load_maps(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
     except MapError:
         raise
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MapError(f"{where}: cannot read map file ({type(exc).__name__}: {message})") from None
+        raise MapError(f"{where}: cannot read map file ({type(exc).__name__}: {one_line(exc)})") from None
     if keys.dtype != np.int64:
         raise MapError(f"{where}: keys must be int64, got {keys.dtype}")
     for name, array in (("cam", cam), ("is_cam", is_cam)):
@@ -246,7 +245,7 @@ def find_maps(maps_dirs: str | os.PathLike | Sequence[str | os.PathLike], image_
 # Label maps
 
 def is_cam_labels(keys, is_cam) -> np.ndarray:
-    """IS-CAM label map (SPEC D eval_cam): ``keys[argmax over channels]`` as uint8 [H,W], no threshold.
+    """IS-CAM label map (docs/method.md D eval_cam): ``keys[argmax over channels]`` as uint8 [H,W], no threshold.
 
     Ties go to the lower channel, i.e. to the background first.
     """
@@ -277,7 +276,7 @@ def threshold_foreground(fg_max: np.ndarray, fg_label: np.ndarray, bg_threshold:
 
 
 def cam_labels(keys, cam, bg_threshold: float) -> np.ndarray:
-    """CAM-baseline label map (SPEC D ablation, IRN's eval_cam): a constant background score
+    """CAM-baseline label map (docs/method.md D ablation, IRN's eval_cam): a constant background score
     ``bg_threshold`` in front of the CAM rows, argmax, mapped through ``keys``; uint8 [H,W]."""
     fg_max, fg_label = cam_foreground(keys, cam)
     return threshold_foreground(fg_max, fg_label, bg_threshold)

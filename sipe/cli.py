@@ -1,392 +1,320 @@
-"""``sipe``: one subcommand per pipeline stage.
+"""``sipe``: one subcommand per pipeline stage, each declared once in :data:`COMMANDS`.
 
-Each subcommand takes its inputs and outputs as paths and its settings from ``params.yaml``, so
-Snakemake rules, DVC stages and people run the same thing. Errors in the input (a bad setting, a
-broken dataset) end with one line on stderr naming the file or key, and exit status 1.
+Each command takes its inputs and outputs as paths, so Snakemake rules, DVC stages and people run
+the same thing. Only the commands that use settings take ``--params`` and read that file. Errors in
+the input (a bad setting, a broken dataset) end with one line on stderr naming the file or key, and
+exit status 1.
+
+To add a command, add a :class:`Command` to the table: its options come from the shared
+:class:`Option` definitions below (call one to change a keyword, e.g. its help, for that command),
+and ``run(stage, args, params)`` calls the stage function, ``stage`` being ``module`` imported when
+the command runs (``params`` is ``None`` for a command without ``--params``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
 
 from sipe import __version__
 from sipe.errors import SipeError
 
 
-def _default_workers() -> int:
-    return len(os.sched_getaffinity(0))
+class Option:
+    """One option: its flag and :meth:`argparse.ArgumentParser.add_argument` keywords."""
+
+    def __init__(self, flag: str, **spec: Any) -> None:
+        self.flag, self.spec = flag, spec
+
+    def __call__(self, **changes: Any) -> Option:
+        """The same option with some keywords changed (e.g. a help text for one command)."""
+        return Option(self.flag, **{**self.spec, **changes})
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        """Add this option to ``parser``."""
+        parser.add_argument(self.flag, **self.spec)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), metavar="FILE",
-                        help="settings file checked against workflow/schemas/params.schema.yaml (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=_default_workers(), metavar="N",
-                        help="worker processes for per-image work (default: the CPUs available, %(default)s)")
-    parser.add_argument("--log", type=Path, metavar="FILE", help="also write the log to FILE")
+# --- options shared by the commands, each defined once -------------------------------------------
+
+PARAMS = Option("--params", type=Path, default=Path("params.yaml"), metavar="FILE",
+                help="settings file checked against workflow/schemas/params.schema.yaml (default: %(default)s)")
+WORKERS = Option("--workers", type=int, default=len(os.sched_getaffinity(0)), metavar="N",
+                 help="worker processes for per-image work (default: the CPUs available, %(default)s)")
+LOG = Option("--log", type=Path, metavar="FILE", help="also write the log to FILE")
+COMMON = (WORKERS, LOG)  # every command takes these
+
+DATA = Option("--data", type=Path, required=True, help="prepared dataset folder (holds dataset.json)")
+OUT = Option("--out", type=Path, required=True, help="output folder")
+MAPS = Option("--maps", type=Path, required=True, help="map folder of make-cams: <id>.npz with CAM and IS-CAM")
+LABELS = Option("--labels", type=Path, required=True, help="label folder: <id>.png")
+MODEL = Option("--model", type=Path, required=True, help="checkpoint (model.pt)")
+INIT = Option("--init", type=Path, help="pre-trained backbone file, used when sipe.weights is 'pretrain'")
+DEVICE = Option("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+SHARD = Option("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
+ROLE = Option("--role", default="train_aug", help="split the files were made for (default: %(default)s)")
+SPLIT = Option("--split", default="val", help="split with GT masks (default: %(default)s)")
+SRC = Option("--src", type=Path, required=True, help="checkpoint file to convert")
+
+STAGE = (PARAMS, DATA)  # a stage that reads settings and a prepared dataset
+TRAIN_OUT = OUT(help="output folder: model.pt, train/ (steps.csv, train.json, loss.png)")
+LABEL_OUT = OUT(help="label folder: <id>.png")
+TABLE_OUT = OUT(help="CSV file; the Markdown table goes next to it")
+PNG_OUT = OUT(help="PNG file")
 
 
-def _prepare_data(args, params):
-    from sipe.stages.data import prepare_data
-
-    prepare_data(params, args.out, args.workers)
-
-
-def _dataset_report(args, params):
-    from sipe.stages.data import dataset_report
-
-    dataset_report(params, args.data, args.out, args.workers)
+def _summary(flag: str, path: str, required: bool = False) -> Option:
+    """A ``summary.json`` that a results table reads; ``path`` says which."""
+    return Option(flag, type=Path, required=required, help=path)
 
 
-def _validate_data(args, params):
-    from sipe.data.manifest import DatasetManifest
-    from sipe.data.validate import validate_dataset
+# --- glue between parsed arguments and stage functions (imports are lazy: `sipe --help` stays fast) --
 
-    manifest = DatasetManifest.load(args.data)
-    validate_dataset(manifest, workers=args.workers)
-    print(f"{args.data}: ok ({', '.join(f'{r} {len(manifest.ids(r))}' for r in manifest.splits)} images)")
-
-
-def _train_sipe(args, params):
-    from sipe.stages.train_sipe import train_sipe
-
-    train_sipe(params, args.data, args.out, args.workers, device=args.device,
-               gsc=False if args.variant == "nogsc" else None, init=args.init)
-
-
-def _pretrain_backbone(args, params):
-    from sipe.stages.pretrain import pretrain_backbone
-
-    pretrain_backbone(params, args.data, args.out, args.workers, device=args.device)
-
-
-def _make_cams(args, params):
-    from sipe.stages.cams import make_cams
+def _shard(args: argparse.Namespace) -> tuple[int, int]:
+    """``--shard K-of-N`` as the (index, count) pair that the stages take."""
     from sipe.stages.shards import parse_shard
 
-    make_cams(params, args.data, args.model, args.out, role=args.role, shard=parse_shard(args.shard),
-              workers=args.workers, device=args.device)
+    return parse_shard(args.shard)
 
 
-def _gather_maps(args, params):
+def _manifest(data: Path):
+    """The manifest (``dataset.json``) of a prepared dataset."""
     from sipe.data.manifest import DatasetManifest
+
+    return DatasetManifest.load(data)
+
+
+def _table(table, out: Path, title: str) -> None:
+    """Write a results table as CSV + Markdown and print it."""
+    from sipe.stages.tables import write_table
+
+    write_table(table, out, title)
+    print(table.to_string(index=False))
+
+
+def _validate_data(stage: ModuleType, args: argparse.Namespace, params: None) -> None:
+    """Validate a dataset and print its split sizes."""
+    manifest = _manifest(args.data)
+    stage.validate_dataset(manifest, workers=args.workers)
+    counts = ", ".join(f"{role} {len(manifest.ids(role))}" for role in manifest.splits)
+    print(f"{args.data}: ok ({counts} images)")
+
+
+def _gather_maps(stage: ModuleType, args: argparse.Namespace, params: None) -> None:
+    """Check that every id of ``--role`` has its ``.npz`` map; write ``index.json``."""
     from sipe.stages.shards import gather
 
-    gather(args.maps, DatasetManifest.load(args.data).ids(args.role), ".npz", args.role)
+    gather(args.maps, _manifest(args.data).ids(args.role), ".npz", args.role)
 
 
-def _cam_overlays(args, params):
-    from sipe.stages.cams import cam_overlays
-
-    cam_overlays(params, args.data, args.maps, args.out)
-
-
-def _eval_cams(args, params):
-    from sipe.stages.cams import eval_cams
-
-    eval_cams(params, args.data, args.maps, args.out)
-
-
-def _localisation_table(args, params):
-    from sipe.stages.tables import localisation_table, write_table
-
-    table = localisation_table(args.summaries, params["dataset"])
-    write_table(table, args.out, f"Localisation maps on the train split ({params['dataset']})")
-    print(table.to_string(index=False))
-
-
-def _crf(args, params):
-    from sipe.stages.refine import crf_labels
-    from sipe.stages.shards import parse_shard
-
-    crf_labels(params, args.data, args.maps, args.out, shard=parse_shard(args.shard), workers=args.workers)
-
-
-def _ir_labels(args, params):
-    from sipe.stages.refine import ir_labels
-    from sipe.stages.shards import parse_shard
-
-    ir_labels(params, args.data, args.maps, args.crf, args.out, shard=parse_shard(args.shard), workers=args.workers)
-
-
-def _train_irn(args, params):
-    from sipe.stages.train_irn import train_irn
-
-    train_irn(params, args.data, args.labels, args.out, args.workers, device=args.device, init=args.init)
-
-
-def _pseudo_labels(args, params):
-    from sipe.stages.refine import pseudo_labels
-    from sipe.stages.shards import parse_shard
-
-    pseudo_labels(params, args.data, args.maps, args.model, args.out, shard=parse_shard(args.shard),
-                  workers=args.workers, device=args.device)
-
-
-def _gather_labels(args, params):
-    from sipe.stages.refine import gather_labels
-
-    gather_labels(args.data, args.labels, args.role)
-
-
-def _eval_labels(args, params):
-    from sipe.stages.refine_eval import eval_labels
-
-    eval_labels(args.data, args.labels, args.out)
-
-
-def _refinement_table(args, params):
-    from sipe.stages.refine_eval import refinement_table
-    from sipe.stages.tables import write_table
-
-    table = refinement_table(args.cams_eval, args.crf_eval, args.ir_eval, args.pseudo_eval, params["dataset"])
-    write_table(table, args.out, f"Pseudo labels on the train split ({params['dataset']}): mIoU and pixel shares in %")
-    print(table.to_string(index=False))
-
-
-def _train_deeplab(args, params):
-    from sipe.stages.deeplab import train_deeplab
-
-    train_deeplab(params, args.data, args.labels, args.out, args.workers, device=args.device, init=args.init)
-
-
-def _segment(args, params):
-    from sipe.stages.deeplab import segment
-    from sipe.stages.shards import parse_shard
-
-    segment(params, args.data, args.model, args.out, split=args.split, shard=parse_shard(args.shard),
-            workers=args.workers, device=args.device)
-
-
-def _eval_seg(args, params):
-    from sipe.stages.deeplab import eval_seg
-
-    eval_seg(args.data, args.pred, args.out, split=args.split)
-
-
-def _seg_sheet(args, params):
-    from sipe.stages.deeplab import label_sheet
-
-    label_sheet(args.data, args.split, args.labels, args.titles, args.out, params["deeplab"]["sheet_samples"])
-
-
-def _summary_table(args, params):
-    from sipe.stages.summary import summary_table
-    from sipe.stages.tables import write_table
-
-    table = summary_table({"localisation": args.localisation, "crf": args.crf, "pseudo": args.pseudo,
-                           "deeplab": args.deeplab, "deeplab_crf": args.deeplab_crf}, params["dataset"])
-    write_table(table, args.out, f"SIPE pipeline results ({params['dataset']}): mIoU in %")
-    print(table.to_string(index=False))
-
-
-def _convert_deeplab_init(args, params):
-    from sipe.models.deeplab import convert_deeplab_init
-
-    count = convert_deeplab_init(args.src, args.out)
+def _convert_deeplab_init(stage: ModuleType, args: argparse.Namespace, params: None) -> None:
+    """Convert deeplab-pytorch's initialisation and say how many tensors it holds."""
+    count = stage.convert_deeplab_init(args.src, args.out)
     print(f"{args.src} -> {args.out} ({count} tensors; train with deeplab.style: caffe)")
 
 
-def _convert_checkpoint(args, params):
-    from sipe.models.convert import convert_reference_checkpoint
-
-    convert_reference_checkpoint(args.src, args.out)
+def _convert_checkpoint(stage: ModuleType, args: argparse.Namespace, params: None) -> None:
+    """Convert the authors' SIPE checkpoint."""
+    stage.convert_reference_checkpoint(args.src, args.out)
     print(f"{args.src} -> {args.out}")
 
 
-def _check_params(args, params):
-    print(f"{args.params}: ok (dataset: {params['dataset']})")
+# --- the commands ------------------------------------------------------------------------------
+
+Run = Callable[[ModuleType, argparse.Namespace, "dict | None"], object]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``module`` implements it, ``run(module, args, params)`` calls it.
+
+    Everything ``run`` calls lies in the import closure of ``module`` (sipe/sources.py derives each rule's
+    code inputs from it); only ``sipe.config``, which reads ``--params``, is outside."""
+
+    name: str
+    module: str
+    help: str
+    options: tuple[Option, ...]
+    run: Run
+
+    @property
+    def reads_params(self) -> bool:
+        """Whether the command uses settings, i.e. takes ``--params`` and reads that file."""
+        return any(option.flag == PARAMS.flag for option in self.options)
+
+    def execute(self, args: argparse.Namespace) -> None:
+        """Read the settings (if used) before importing the module, so a bad file fails fast."""
+        params = None
+        if self.reads_params:
+            from sipe.config import load_params
+
+            params = load_params(args.params)
+        self.run(importlib.import_module(self.module), args, params)
+
+
+_COMMANDS = (
+    Command("prepare-data", "sipe.stages.data",
+            "Build the dataset that params.yaml `dataset` names (synthetic, voc or coco) as a prepared dataset "
+            "in VOC layout with dataset.json; validated before it is moved into place.",
+            (PARAMS, OUT(help="output folder, e.g. data/synthetic")),
+            lambda stage, a, p: stage.prepare_data(p, a.out, a.workers)),
+    Command("dataset-report", "sipe.stages.data",
+            "Validate a prepared dataset and write stats.json, class_stats.csv and contact_sheet.png.",
+            (*STAGE, OUT(help="output folder, e.g. results/synthetic/dataset")),
+            lambda stage, a, p: stage.dataset_report(p, a.data, a.out, a.workers)),
+    Command("validate-data", "sipe.data.validate",
+            "Check a prepared dataset: id lists, images, masks (values, sizes) and class labels.",
+            (DATA,), _validate_data),
+    Command("train-sipe", "sipe.stages.train_sipe",
+            "Train the SIPE classifier (IPE + GSC) on train_aug; resumes from OUT/resume.pt if a run was killed.",
+            (*STAGE, TRAIN_OUT, INIT, DEVICE,
+             Option("--variant", choices=("sipe", "nogsc"), default="sipe",
+                    help="sipe: the settings of params.yaml; nogsc: the same without the GSC loss (paper Tab. 4)")),
+            lambda stage, a, p: stage.train_sipe(p, a.data, a.out, a.workers, device=a.device, init=a.init,
+                                                 variant=a.variant)),
+    Command("pretrain-backbone", "sipe.stages.pretrain",
+            "Pre-train the backbone on train_aug image labels (stand-in for ImageNet, sipe.weights: pretrain).",
+            (*STAGE, OUT(help="output folder: backbone.pth, train/ (steps.csv, train.json, loss.png)"), DEVICE),
+            lambda stage, a, p: stage.pretrain_backbone(p, a.data, a.out, a.workers, device=a.device)),
+    Command("make-cams", "sipe.stages.cams",
+            "Multi-scale + flip CAM and IS-CAM maps of a split (or one shard of it), one .npz per image.",
+            (*STAGE, MODEL(help="SIPE checkpoint (train-sipe's model.pt)"), OUT(help="map folder"), SHARD, DEVICE,
+             ROLE(help="split to make maps for: train_aug (refinement needs it) or train (scoring only) "
+                       "(default: %(default)s)")),
+            lambda stage, a, p: stage.make_cams(p, a.data, a.model, a.out, role=a.role, shard=_shard(a),
+                                                workers=a.workers, device=a.device)),
+    Command("gather-maps", "sipe.stages.cams",  # the gather step of make-cams: its closure holds shards + manifest
+            "Check that every image of a split has its map in a map folder; write its index.json.",
+            (DATA, MAPS, ROLE), _gather_maps),
+    Command("cam-overlays", "sipe.stages.cams", "CAM vs IS-CAM overlays of the first images of the train split (PNG).",
+            (*STAGE, MAPS, PNG_OUT),
+            lambda stage, a, p: stage.cam_overlays(p, a.data, a.maps, a.out)),
+    Command("eval-cams", "sipe.stages.cams",
+            "mIoU of IS-CAM and of the CAM baseline (background-threshold sweep) on the train split.",
+            (*STAGE, MAPS, OUT),
+            lambda stage, a, p: stage.eval_cams(p, a.data, a.maps, a.out)),
+    Command("localisation-table", "sipe.stages.tables",
+            "Paper Tab. 4 side by side: CAM baseline, IS-CAM without GSC, SIPE (CSV + Markdown).",
+            (PARAMS, TABLE_OUT, Option("--summaries", type=Path, nargs="+", required=True,
+                                       help="<results>/<variant>/eval_cams/summary.json files")),
+            lambda stage, a, p: _table(stage.localisation_table(a.summaries, p["dataset"]), a.out,
+                                       f"Localisation maps on the train split ({p['dataset']})")),
+    Command("crf", "sipe.stages.refine",
+            "denseCRF label maps keys[CRF(argmax IS-CAM)] of train_aug (or one shard): the '+dCRF' labels (docs/method.md E).",
+            (*STAGE, MAPS, LABEL_OUT, SHARD),
+            lambda stage, a, p: stage.crf_labels(p, a.data, a.maps, a.out, shard=_shard(a), workers=a.workers)),
+    Command("ir-labels", "sipe.stages.refine",
+            "IR labels of train_aug (or one shard): confident foreground / background, 255 elsewhere (docs/method.md F.1).",
+            (*STAGE, MAPS, LABEL_OUT, SHARD,
+             Option("--crf", type=Path, required=True, help="label folder of the crf stage (the first CRF pass)")),
+            lambda stage, a, p: stage.ir_labels(p, a.data, a.maps, a.crf, a.out, shard=_shard(a), workers=a.workers)),
+    Command("train-irn", "sipe.stages.train_irn",
+            "Train IRN (boundary + displacement branches, frozen backbone) on the IR labels of train_aug; resumes "
+            "from OUT/resume.pt if a run was killed.",
+            (*STAGE, LABELS(help="IR label folder (ir-labels)"), TRAIN_OUT, INIT, DEVICE),
+            lambda stage, a, p: stage.train_irn(p, a.data, a.labels, a.out, a.workers, device=a.device, init=a.init)),
+    Command("pseudo-labels", "sipe.stages.refine",
+            "Random-walk pseudo labels of train_aug (or one shard) from IS-CAM and IRN boundaries (docs/method.md F.5).",
+            (*STAGE, MAPS, MODEL(help="IRN checkpoint (train-irn's model.pt)"), LABEL_OUT, SHARD, DEVICE),
+            lambda stage, a, p: stage.pseudo_labels(p, a.data, a.maps, a.model, a.out, shard=_shard(a),
+                                                    workers=a.workers, device=a.device)),
+    Command("gather-labels", "sipe.stages.refine",
+            "Check that every image of a split has its label PNG in a label folder; write its index.json.",
+            (DATA, LABELS, ROLE),
+            lambda stage, a, p: stage.gather_labels(a.data, a.labels, a.role)),
+    Command("eval-labels", "sipe.stages.refine_eval",
+            "Score a label folder on the train split: mIoU (255 = background), coverage, confident-pixel mIoU and "
+            "precision (summary.json, per_class.csv).",
+            (DATA, LABELS, OUT),
+            lambda stage, a, p: stage.eval_labels(a.data, a.labels, a.out)),
+    Command("refinement-table", "sipe.stages.tables",
+            "IS-CAM -> +dCRF -> IR labels -> IRN pseudo labels on the train split, beside the paper (CSV + Markdown).",
+            (PARAMS, TABLE_OUT, _summary("--cams-eval", "<results>/sipe/eval_cams/summary.json", required=True),
+             _summary("--crf-eval", "<results>/refine/crf_eval/summary.json", required=True),
+             _summary("--ir-eval", "<results>/refine/ir_labels_eval/summary.json", required=True),
+             _summary("--pseudo-eval", "<results>/refine/pseudo_labels_eval/summary.json (refine.method irn)")),
+            lambda stage, a, p: _table(
+                stage.refinement_table(a.cams_eval, a.crf_eval, a.ir_eval, a.pseudo_eval, p["dataset"]), a.out,
+                f"Pseudo labels on the train split ({p['dataset']}): mIoU and pixel shares in %")),
+    Command("train-deeplab", "sipe.stages.deeplab",
+            "Train DeepLabV2 (MSC, frozen BN) on the pseudo labels of train_aug (docs/method.md G.2); resumes from "
+            "OUT/resume.pt if a run was killed.",
+            (*STAGE, LABELS(help="label folder: <id>.png for every train_aug id"), TRAIN_OUT, DEVICE,
+             INIT(help="pre-trained backbone file, used when deeplab.weights is 'pretrain'")),
+            lambda stage, a, p: stage.train_deeplab(p, a.data, a.labels, a.out, a.workers, device=a.device,
+                                                    init=a.init)),
+    Command("segment", "sipe.stages.deeplab",
+            "DeepLab label maps of a split (or one shard): MSC, optional flip and denseCRF (docs/method.md G.3, G.4); "
+            "OUT/pred/ and OUT/crf/, or the VOC server layout for the test split.",
+            (*STAGE, MODEL(help="DeepLab checkpoint (train-deeplab's model.pt)"), OUT, SHARD, DEVICE,
+             SPLIT(help="split to segment: val, or test for VOC (default: %(default)s)")),
+            lambda stage, a, p: stage.segment(p, a.data, a.model, a.out, split=a.split, shard=_shard(a),
+                                              workers=a.workers, device=a.device)),
+    Command("eval-seg", "sipe.stages.deeplab",
+            "Score label maps against the GT of a split: per-class IoU, mIoU, pixel and mean accuracy, FW-IoU "
+            "(summary.json, per_class.csv).",
+            (DATA, Option("--pred", type=Path, required=True, help="label folder: <id>.png"), OUT, SPLIT),
+            lambda stage, a, p: stage.eval_seg(a.data, a.pred, a.out, split=a.split)),
+    Command("seg-sheet", "sipe.stages.deeplab",
+            "Contact sheet: the first images of a split with their GT and the label maps of each folder (PNG).",
+            (*STAGE, SPLIT(required=True, default=None, help="split with GT masks"), PNG_OUT,
+             LABELS(nargs="+", help="label folders: <id>.png"),
+             Option("--titles", nargs="+", required=True, help="one caption per label folder")),
+            lambda stage, a, p: stage.label_sheet(a.data, a.split, a.labels, a.titles, a.out,
+                                                  p["deeplab"]["sheet_samples"])),
+    Command("summary-table", "sipe.stages.tables",
+            "The pipeline's rows side by side (localisation maps, +dCRF, pseudo labels, DeepLab val), beside the "
+            "paper for VOC and COCO (CSV + Markdown).",
+            (PARAMS, TABLE_OUT, _summary("--localisation", "<results>/sipe/eval_cams/summary.json"),
+             _summary("--crf", "<results>/refine/crf_eval/summary.json"),
+             _summary("--pseudo", "summary.json of the labels DeepLab trains on"),
+             _summary("--deeplab", "<results>/deeplab/val/eval_pred/summary.json"),
+             _summary("--deeplab-crf", "<results>/deeplab/val/eval_crf/summary.json")),
+            lambda stage, a, p: _table(
+                stage.summary_table({"localisation": a.localisation, "crf": a.crf, "pseudo": a.pseudo,
+                                     "deeplab": a.deeplab, "deeplab_crf": a.deeplab_crf}, p["dataset"]),
+                a.out, f"SIPE pipeline results ({p['dataset']}): mIoU in %")),
+    Command("convert-deeplab-init", "sipe.models.convert",
+            "Convert deeplab-pytorch's ResNet-101 initialisation (deeplabv1_resnet101-coco.pth) into a "
+            "torchvision-format file for deeplab.weights.",
+            (SRC(help="deeplab-pytorch .pth file"), OUT(help="torchvision-format ResNet-101 state dict to write")),
+            _convert_deeplab_init),
+    Command("convert-checkpoint", "sipe.models.convert",
+            "Convert the SIPE authors' checkpoint ({'net': state_dict}, ResNet-50) into a model.pt of this pipeline.",
+            (SRC(help="the authors' .pth file (e.g. final.pth)"), OUT(help="model.pt to write")),
+            _convert_checkpoint),
+    Command("check-params", "sipe.config", "Check the params file against the schema.",
+            (PARAMS,),
+            lambda stage, a, p: print(f"{a.params}: ok (dataset: {p['dataset']})")),
+)
+COMMANDS: dict[str, Command] = {command.name: command for command in _COMMANDS}
+
+
+def command_module(name: str) -> str:
+    """The dotted name of the module that implements command ``name``, e.g. ``"sipe.stages.refine"`` for ``crf``."""
+    if name not in COMMANDS:
+        raise KeyError(f"unknown sipe command {name!r}")
+    return COMMANDS[name].module
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``sipe`` parser, one subparser per entry of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
-        prog="sipe", description="sipe-pipeline: one command per stage of the SIPE weakly supervised segmentation pipeline.",
-        epilog="Run `sipe <command> --help` for the options of a stage.")
+        prog="sipe", description="sipe-pipeline: one command per stage of the SIPE weakly supervised segmentation "
+                                 "pipeline.", epilog="Run `sipe <command> --help` for the options of a stage.")
     parser.add_argument("--version", action="version", version=f"sipe-pipeline {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
-
-    def command(name, func, help_text):
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        _common(p)
-        p.set_defaults(func=func)
-        return p
-
-    p = command("prepare-data", _prepare_data,
-                "Build the dataset that params.yaml `dataset` names (synthetic, voc or coco) as a prepared "
-                "dataset in VOC layout with dataset.json; validated before it is moved into place.")
-    p.add_argument("--out", type=Path, required=True, help="output folder, e.g. data/synthetic")
-
-    p = command("dataset-report", _dataset_report,
-                "Validate a prepared dataset and write stats.json, class_stats.csv and contact_sheet.png.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (holds dataset.json)")
-    p.add_argument("--out", type=Path, required=True, help="output folder, e.g. results/synthetic/dataset")
-
-    p = command("validate-data", _validate_data,
-                "Check a prepared dataset: id lists, images, masks (values, sizes) and class labels.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder (holds dataset.json)")
-
-    p = command("train-sipe", _train_sipe,
-                "Train the SIPE classifier (IPE + GSC) on train_aug; resumes from OUT/resume.pt if a run was killed.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, steps.csv, train.json, loss.png")
-    p.add_argument("--variant", choices=("sipe", "nogsc"), default="sipe",
-                   help="sipe: the settings of params.yaml; nogsc: the same without the GSC loss (paper Tab. 4)")
-    p.add_argument("--init", type=Path, help="pre-trained backbone file, used when sipe.weights is 'pretrain'")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-
-    p = command("pretrain-backbone", _pretrain_backbone,
-                "Pre-train the backbone on train_aug image labels (stand-in for ImageNet, sipe.weights: pretrain).")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--out", type=Path, required=True, help="output folder: backbone.pth, steps.csv, loss.png")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-
-    p = command("make-cams", _make_cams,
-                "Multi-scale + flip CAM and IS-CAM maps of a split (or one shard of it), one .npz per image.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--model", type=Path, required=True, help="SIPE checkpoint (model.pt)")
-    p.add_argument("--out", type=Path, required=True, help="map folder")
-    p.add_argument("--role", default="train_aug",
-                   help="split to make maps for: train_aug (refinement needs it) or train (scoring only) (default: %(default)s)")
-    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-
-    p = command("gather-maps", _gather_maps,
-                "Check that every image of a split has its map in a map folder; write its index.json.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--maps", type=Path, required=True, help="map folder")
-    p.add_argument("--role", default="train_aug", help="split the maps were made for (default: %(default)s)")
-
-    p = command("cam-overlays", _cam_overlays, "CAM vs IS-CAM overlays of the first images of the train split (PNG).")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--maps", type=Path, required=True, help="map folder")
-    p.add_argument("--out", type=Path, required=True, help="PNG file")
-
-    p = command("eval-cams", _eval_cams,
-                "mIoU of IS-CAM and of the CAM baseline (background-threshold sweep) on the train split.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--maps", type=Path, required=True, help="map folder")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-
-    p = command("localisation-table", _localisation_table,
-                "Paper Tab. 4 side by side: CAM baseline, IS-CAM without GSC, SIPE (CSV + Markdown).")
-    p.add_argument("--summaries", type=Path, nargs="+", required=True,
-                   help="<results>/<variant>/eval_cams/summary.json files")
-    p.add_argument("--out", type=Path, required=True, help="CSV file; the Markdown table goes next to it")
-
-    p = command("crf", _crf,
-                "denseCRF label maps keys[CRF(argmax IS-CAM)] of train_aug (or one shard): the '+dCRF' labels (SPEC E).")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--maps", type=Path, required=True, help="IS-CAM map folder (make-cams)")
-    p.add_argument("--out", type=Path, required=True, help="label folder: <id>.png")
-    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
-
-    p = command("ir-labels", _ir_labels,
-                "IR labels of train_aug (or one shard): confident foreground / background, 255 elsewhere (SPEC F.1).")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--maps", type=Path, required=True, help="IS-CAM map folder (make-cams)")
-    p.add_argument("--crf", type=Path, required=True, help="label folder of the crf stage (the first CRF pass)")
-    p.add_argument("--out", type=Path, required=True, help="label folder: <id>.png")
-    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
-
-    p = command("train-irn", _train_irn,
-                "Train IRN (boundary + displacement branches, frozen backbone) on the IR labels of train_aug; "
-                "resumes from OUT/resume.pt if a run was killed.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--labels", type=Path, required=True, help="IR label folder (ir-labels)")
-    p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, train/ (steps.csv, train.json, loss.png)")
-    p.add_argument("--init", type=Path, help="pre-trained backbone file, used when sipe.weights is 'pretrain'")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-
-    p = command("pseudo-labels", _pseudo_labels,
-                "Random-walk pseudo labels of train_aug (or one shard) from IS-CAM and IRN boundaries (SPEC F.5).")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--maps", type=Path, required=True, help="IS-CAM map folder (make-cams)")
-    p.add_argument("--model", type=Path, required=True, help="IRN checkpoint (train-irn's model.pt)")
-    p.add_argument("--out", type=Path, required=True, help="label folder: <id>.png")
-    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-
-    p = command("gather-labels", _gather_labels,
-                "Check that every image of a split has its label PNG in a label folder; write its index.json.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--labels", type=Path, required=True, help="label folder")
-    p.add_argument("--role", default="train_aug", help="split the labels were made for (default: %(default)s)")
-
-    p = command("eval-labels", _eval_labels,
-                "Score a label folder on the train split: mIoU (255 = background), coverage, confident-pixel "
-                "mIoU and precision (summary.json, per_class.csv).")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--labels", type=Path, required=True, help="label folder: <id>.png")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-
-    p = command("refinement-table", _refinement_table,
-                "IS-CAM -> +dCRF -> IR labels -> IRN pseudo labels on the train split, beside the paper (CSV + Markdown).")
-    p.add_argument("--cams-eval", type=Path, required=True, help="<results>/sipe/eval_cams/summary.json")
-    p.add_argument("--crf-eval", type=Path, required=True, help="<results>/refine/crf_eval/summary.json")
-    p.add_argument("--ir-eval", type=Path, required=True, help="<results>/refine/ir_labels_eval/summary.json")
-    p.add_argument("--pseudo-eval", type=Path, help="<results>/refine/pseudo_labels_eval/summary.json (refine.method irn)")
-    p.add_argument("--out", type=Path, required=True, help="CSV file; the Markdown table goes next to it")
-
-    p = command("train-deeplab", _train_deeplab,
-                "Train DeepLabV2 (MSC, frozen BN) on the pseudo labels of train_aug (SPEC G.2); resumes from "
-                "OUT/resume.pt if a run was killed.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--labels", type=Path, required=True, help="label folder: <id>.png for every train_aug id")
-    p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, train/ (steps.csv, train.json, loss.png)")
-    p.add_argument("--init", type=Path, help="pre-trained backbone file, used when deeplab.weights is 'pretrain'")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-
-    p = command("segment", _segment,
-                "DeepLab label maps of a split (or one shard): MSC, optional flip and denseCRF (SPEC G.3, G.4); "
-                "OUT/pred/ and OUT/crf/, or the VOC server layout for the test split.")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--model", type=Path, required=True, help="DeepLab checkpoint (train-deeplab's model.pt)")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--split", default="val", help="split to segment: val, or test for VOC (default: %(default)s)")
-    p.add_argument("--shard", default="1-of-1", help="K-of-N: process every N-th image from the K-th (default: all)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-
-    p = command("eval-seg", _eval_seg,
-                "Score label maps against the GT of a split: per-class IoU, mIoU, pixel and mean accuracy, "
-                "FW-IoU (summary.json, per_class.csv).")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--pred", type=Path, required=True, help="label folder: <id>.png")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--split", default="val", help="split with GT masks (default: %(default)s)")
-
-    p = command("seg-sheet", _seg_sheet,
-                "Contact sheet: the first images of a split with their GT and the label maps of each folder (PNG).")
-    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
-    p.add_argument("--split", required=True, help="split with GT masks")
-    p.add_argument("--labels", type=Path, nargs="+", required=True, help="label folders: <id>.png")
-    p.add_argument("--titles", nargs="+", required=True, help="one caption per label folder")
-    p.add_argument("--out", type=Path, required=True, help="PNG file")
-
-    p = command("summary-table", _summary_table,
-                "The pipeline's rows side by side (localisation maps, +dCRF, pseudo labels, DeepLab val), beside "
-                "the paper for VOC and COCO (CSV + Markdown).")
-    p.add_argument("--localisation", type=Path, help="<results>/sipe/eval_cams/summary.json")
-    p.add_argument("--crf", type=Path, help="<results>/refine/crf_eval/summary.json")
-    p.add_argument("--pseudo", type=Path, help="summary.json of the labels DeepLab trains on")
-    p.add_argument("--deeplab", type=Path, help="<results>/deeplab/val/eval_pred/summary.json")
-    p.add_argument("--deeplab-crf", type=Path, help="<results>/deeplab/val/eval_crf/summary.json")
-    p.add_argument("--out", type=Path, required=True, help="CSV file; the Markdown table goes next to it")
-
-    p = command("convert-deeplab-init", _convert_deeplab_init,
-                "Convert deeplab-pytorch's ResNet-101 initialisation (deeplabv1_resnet101-coco.pth) into a "
-                "torchvision-format file for deeplab.weights.")
-    p.add_argument("--src", type=Path, required=True, help="deeplab-pytorch .pth file")
-    p.add_argument("--out", type=Path, required=True, help="torchvision-format ResNet-101 state dict to write")
-
-    p = command("convert-checkpoint", _convert_checkpoint,
-                "Convert the SIPE authors' checkpoint ({'net': state_dict}, ResNet-50) into a model.pt of this pipeline.")
-    p.add_argument("--src", type=Path, required=True, help="the authors' .pth file (e.g. final.pth)")
-    p.add_argument("--out", type=Path, required=True, help="model.pt to write")
-
-    command("check-params", _check_params, "Check the params file against the schema.")
+    for command in COMMANDS.values():
+        subparser = sub.add_parser(command.name, help=command.help, description=command.help)
+        for option in (*command.options, *COMMON):
+            option.add_to(subparser)
     return parser
 
 
@@ -401,23 +329,26 @@ def _setup_logging(log_file: Path | None) -> None:
                         format="%(asctime)s %(levelname)s " + (f"rank {rank} " if rank else "") + "%(name)s: %(message)s")
 
 
+def _report_error(message: str) -> None:
+    """Print ``message`` on stderr and write it to the log file, if any."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(logging.makeLogRecord({"name": "sipe", "msg": message, "levelno": logging.ERROR,
+                                                  "levelname": "ERROR"}))
+    print(message, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a :class:`SipeError` becomes one line on stderr and exit status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     _setup_logging(args.log)
     try:
-        from sipe.config import load_params
-
-        params = load_params(args.params)
-        args.func(args, params)
+        COMMANDS[args.command].execute(args)
     except SipeError as exc:
-        message = f"sipe {args.command}: error: {exc}"
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.FileHandler):  # the log file gets the error too
-                handler.handle(logging.makeLogRecord({"name": "sipe", "msg": message, "levelno": logging.ERROR, "levelname": "ERROR"}))
-        print(message, file=sys.stderr)
+        _report_error(f"sipe {args.command}: error: {exc}")
         return 1
     return 0
 

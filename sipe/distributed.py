@@ -16,7 +16,7 @@ built on it runs data-parallel without code of its own:
 * rank 0 alone writes checkpoints, logs and outputs.
 
 BatchNorm layers in training mode normalise with per-rank batch statistics (as without
-``SyncBatchNorm`` anywhere); the SIPE, IRN and DeepLab networks freeze BatchNorm (SPEC B.1), so only
+``SyncBatchNorm`` anywhere); the SIPE, IRN and DeepLab networks freeze BatchNorm (docs/method.md B.1, F.2, G.2), so only
 the ``pretrain`` stand-in stage is affected.
 """
 
@@ -39,11 +39,6 @@ def env_rank() -> int:
 def env_world_size() -> int:
     """The number of processes of the torchrun job (1 outside torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    """True on the process that writes logs and outputs (rank 0, or the only process)."""
-    return env_rank() == 0
 
 
 @dataclass(frozen=True)
@@ -133,5 +128,5 @@ def average(values: dict[str, torch.Tensor], world: World) -> dict[str, torch.Te
     return {k: stacked[i] for i, k in enumerate(names)}
 
 
-__all__ = ["World", "DataParallel", "env_rank", "env_world_size", "is_main_process", "join", "rank_slice", "wrap", "no_sync",
+__all__ = ["World", "DataParallel", "env_rank", "env_world_size", "join", "rank_slice", "wrap", "no_sync",
            "average"]

@@ -19,3 +19,19 @@ def first_offenders(items, limit: int = 5) -> str:
     shown = ", ".join(str(x) for x in items[:limit])
     more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
     return shown + more
+
+
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """The message of ``exc`` on one line, at most ``limit`` characters (``None``: no limit).
+
+    Usually the first non-empty line. An exception re-raised by a DataLoader worker carries torch's
+    "Caught ... Original Traceback ..." text; there the original message (its last line) is kept.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = lines[0]
+    if line.startswith("Caught ") and len(lines) > 1 and lines[1].startswith("Original Traceback"):
+        prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+        line = lines[-1].removeprefix(prefix)
+    return line if limit is None or len(line) <= limit else line[:limit - 3] + "..."

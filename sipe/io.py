@@ -1,7 +1,7 @@
 """Atomic file output and the small file formats shared by every stage (JSON, palette PNG).
 
 Every stage writes to a temporary sibling and renames it into place on success, so a killed
-stage never leaves an output that looks complete (DESIGN, "Reliability rules").
+stage never leaves an output that looks complete (docs/architecture.md, "Reliability rules").
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sipe.errors import DatasetError
+from sipe.errors import DatasetError, SipeError, one_line
 
 IGNORE_INDEX = 255
 
@@ -86,6 +86,21 @@ def save_torch(path: str | os.PathLike, obj) -> None:
         torch.save(obj, handle)
 
 
+def read_torch_file(path: str | os.PathLike, what: str = "checkpoint", error: type[SipeError] = SipeError):
+    """``torch.load(path, map_location="cpu", weights_only=True)``; ``error`` (one line, naming ``path``
+    and ``what``) for a missing, corrupt or not weights-only file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip/pickle/EOF errors, or weights_only refusing an object
+        raise error(f"{path}: cannot read {what} (corrupt or not a weights-only torch file: "
+                    f"{type(exc).__name__}: {one_line(exc, 160)})") from None
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
@@ -122,3 +137,24 @@ def read_label_of_size(path: str | os.PathLike, size: tuple[int, int], image) ->
     if labels.shape != tuple(size):
         raise DatasetError(f"{path}: label size {labels.shape} != image size {tuple(size)} of {image}")
     return labels
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 RGB [H,W,3]; one-line :class:`SipeError` when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise SipeError(f"{path}: image not found") from None
+    except (OSError, ValueError) as exc:
+        raise SipeError(f"{path}: cannot read image ({exc})") from None
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A GT label PNG as uint8 [H,W]; one-line :class:`SipeError` when it cannot be read."""
+    try:
+        return read_label_png(path)
+    except FileNotFoundError:
+        raise SipeError(f"{path}: mask not found") from None
+    except (OSError, ValueError) as exc:
+        raise SipeError(f"{path}: cannot read mask ({exc})") from None

@@ -1,7 +1,7 @@
 """Image-specific prototype exploration (IPE) and general-specific consistency (GSC): the paper's math.
 
 Pure tensor functions, named after the paper (Chen et al., CVPR 2022, sections 3.1–3.3) and
-following the authors' code as SPEC B.3–B.5 and C restate it. Shapes: N batch, C foreground
+following the authors' code as docs/method.md B.3–B.5 and C restate it. Shapes: N batch, C foreground
 classes, K = C + 1 channels with channel 0 = background, D feature channels, n = h·w pixels.
 
 Memory: seed locating is a batched matmul with the [N, n, n] feature correlation, never the
@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-NORM_EPS = 1e-5  # SPEC B.3/B.4: max and L2 normalisation
-COSINE_EPS = 1e-8  # SPEC B.5: torch.cosine_similarity's default
+NORM_EPS = 1e-5  # docs/method.md B.3/B.4: max and L2 normalisation
+COSINE_EPS = 1e-8  # docs/method.md B.5: torch.cosine_similarity's default
 
 
 def cam_with_background(cam: torch.Tensor) -> torch.Tensor:
-    """Normalised CAM with a background map, eq. (1)–(2) (SPEC B.3): [N, C, h, w] → [N, C+1, h, w].
+    """Normalised CAM with a background map, eq. (1)–(2) (docs/method.md B.3): [N, C, h, w] → [N, C+1, h, w].
 
     Â_c = ReLU(A_c) / (max_hw ReLU(A_c) + 1e-5); B = 1 − max_c Â_c over all C classes (absent ones too).
     """
@@ -29,7 +29,7 @@ def cam_with_background(cam: torch.Tensor) -> torch.Tensor:
 
 
 def structure_similarity(cams: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-    """Soft IoU between each pixel's feature-correlation map and each activation map, eq. (3)–(4) (SPEC B.4).
+    """Soft IoU between each pixel's feature-correlation map and each activation map, eq. (3)–(4) (docs/method.md B.4).
 
     R_ij = ReLU(f_i·f_j) with f the L2-normalised feature (eps 1e-5); I_k(i) = Σ_j R_ij M_k(j);
     Q_k(i) = I_k(i) / (Σ_j R_ij + Σ_j M_k(j) − I_k(i)). ``cams`` [N, K, h, w], ``feature`` [N, D, h, w]
@@ -54,7 +54,7 @@ def _one_hot_seeds(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def locate_seeds(cams: torch.Tensor, feature: torch.Tensor, mask: torch.Tensor,
                  bg_attenuation: float = 0.5) -> torch.Tensor:
-    """Structure-aware seed locating, eq. (3)–(5) (SPEC B.4): one-hot seeds [N, K, h, w].
+    """Structure-aware seed locating, eq. (3)–(5) (docs/method.md B.4): one-hot seeds [N, K, h, w].
 
     The background score is multiplied by ``bg_attenuation`` (0.5), the arg-max channel wins, and
     the one-hot map is multiplied by ``mask`` (training: valid_lowres; inference: the image label),
@@ -80,7 +80,7 @@ def argmax_seeds(cams: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def image_prototypes(seeds: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-    """Image-specific prototypes, eq. (6) (SPEC B.5): p_k = (1/hw) Σ_i seed_k(i) H(:, i) → [N, K, D].
+    """Image-specific prototypes, eq. (6) (docs/method.md B.5): p_k = (1/hw) Σ_i seed_k(i) H(:, i) → [N, K, D].
 
     Divided by h·w (all pixels), not by the seed count, as the reference does; cosine makes the
     scale irrelevant. A class without seeds gets the zero prototype.
@@ -92,7 +92,7 @@ def image_prototypes(seeds: torch.Tensor, feature: torch.Tensor) -> torch.Tensor
 
 
 def is_cam(prototypes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-    """Image-specific CAM, eq. (7) (SPEC B.5): S_k(i) = ReLU(cos(H(:, i), p_k)) → [N, K, h, w].
+    """Image-specific CAM, eq. (7) (docs/method.md B.5): S_k(i) = ReLU(cos(H(:, i), p_k)) → [N, K, h, w].
 
     Cosine as torch.cosine_similarity (each norm clamped at 1e-8), so a zero prototype gives 0.
     """
@@ -102,7 +102,7 @@ def is_cam(prototypes: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
 
 
 def gsc_loss(cams: torch.Tensor, is_cams: torch.Tensor) -> torch.Tensor:
-    """General-specific consistency, eq. (10) (SPEC C): mean |M − S / (max_hw S + 1e-5)| over [N, K, h, w].
+    """General-specific consistency, eq. (10) (docs/method.md C): mean |M − S / (max_hw S + 1e-5)| over [N, K, h, w].
 
     Gradients flow into both sides (the CAM branch and, through prototypes and cosine, the side convs).
     """

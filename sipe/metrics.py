@@ -1,16 +1,16 @@
 """Segmentation scores: confusion matrix, per-class IoU / FP / FN, mIoU and the deeplab-pytorch extras.
 
-One confusion matrix serves every evaluation of the pipeline: localisation maps (SPEC D, eval_cam),
-CRF'd / IR labels (SPEC E, "+dCRF"), pseudo labels (SPEC F.5 step 5) and DeepLab predictions
-(SPEC G.3). Rows are ground truth, columns are predictions. GT pixels equal to ``ignore_index``
+One confusion matrix serves every evaluation of the pipeline: localisation maps (docs/method.md D, eval_cam),
+CRF'd / IR labels (docs/method.md E, "+dCRF"), pseudo labels (docs/method.md F.5 step 5) and DeepLab predictions
+(docs/method.md G.3). Rows are ground truth, columns are predictions. GT pixels equal to ``ignore_index``
 (255) never count. What a *predicted* 255 means is the one protocol choice that differs between
-the reference scripts (SPEC E, H.1 item 11), so it is an explicit argument, ``pred_ignore``:
+the reference scripts (docs/method.md E, H.1 item 11), so it is an explicit argument, ``pred_ignore``:
 
 * ``"background"`` (default): a predicted 255 counts as class 0. This is IRN's ``eval_sem_seg``
   (``cls_labels[cls_labels == 255] = 0``) and the protocol behind the paper's "+dCRF" number.
 * ``"skip"``: the pixel is dropped, as SIPE's ``eval_sem_seg`` does implicitly through its
   ``[:21, :21]`` slice of the chainercv matrix. Optimistic: uncertain pixels cannot be wrong.
-* ``"error"``: a predicted 255 raises, for maps that must never hold one (SPEC F.5 step 4).
+* ``"error"``: a predicted 255 raises, for maps that must never hold one (docs/method.md F.5 step 4).
 
 All scores are fractions in [0, 1], never percentages.
 """
@@ -99,8 +99,8 @@ def confusion_matrix(
     """Confusion matrix ``[C, C]`` (int64, rows = GT, columns = prediction) of one pair of label maps.
 
     Computed with a single ``np.bincount`` over ``gt * C + pred``. GT pixels equal to
-    ``ignore_index`` are skipped (SPEC D: the ``[:21, :21]`` slice; SPEC G.3: only GT in [0, C)).
-    A predicted ``ignore_index`` is handled per ``pred_ignore`` (module docstring; SPEC E, H.1.11).
+    ``ignore_index`` are skipped (docs/method.md D: the ``[:21, :21]`` slice; docs/method.md G.3: only GT in [0, C)).
+    A predicted ``ignore_index`` is handled per ``pred_ignore`` (module docstring; docs/method.md E, H.1 item 11).
     ``ignore_index=None`` means no value is special. Any other GT or prediction value outside
     ``0..C-1``, mismatched shapes or a non-integer dtype raise :class:`MetricInputError` (a
     ``ValueError``) naming the bad values; ``where`` (e.g. the image id) prefixes the message.
@@ -290,13 +290,13 @@ def segmentation_scores(conf, class_names: Sequence[str], *, num_images: int | N
 
     Per class c, with TP = conf[c, c], GT_c = row sum, Pred_c = column sum, U_c = GT_c + Pred_c − TP:
 
-    * ``iou`` = TP / U (SPEC D, G.3); ``accuracy`` = TP / GT_c;
+    * ``iou`` = TP / U (docs/method.md D, G.3); ``accuracy`` = TP / GT_c;
     * ``fp`` = (Pred_c − TP) / U and ``fn`` = (GT_c − TP) / U, IRN's ``eval_sem_seg`` convention,
       so that IoU + FP + FN = 1 for every scored class.
 
     **Classes without GT pixels get NaN in every per-class rate, even when predicted,** and are
     left out of every mean. ``mIoU``, ``mean_acc``, ``mean_fp`` and ``mean_fn`` are means over
-    the classes with GT (SPEC G.3 "nanmean over classes with GT pixels"). The reference scripts
+    the classes with GT (docs/method.md G.3 "nanmean over classes with GT pixels"). The reference scripts
     (chainercv in SIPE's eval_cam/eval_sem_seg, and ``np.nanmean(iu)`` in the upstream
     deeplab-pytorch ``metric.scores``) exclude only 0/0 classes, so a class that is predicted
     but absent from the GT counts there as IoU 0. Both agree whenever every class occurs in the
@@ -389,7 +389,7 @@ def summary(scores: dict) -> dict:
 
 def write_scores(scores: dict, json_path: str | os.PathLike, csv_path: str | os.PathLike) -> None:
     """Write the summary JSON (DVC metrics: scalar keys only, fractions in [0, 1], NaN → null) and
-    the per-class CSV (NaN → empty cell), each atomically (DESIGN "Reliability rules")."""
+    the per-class CSV (NaN → empty cell), each atomically (docs/architecture.md, "Reliability rules")."""
     data = summary(scores)
     json.dumps(data, allow_nan=False)  # fail here, before anything is written, if a NaN slipped through
     table = per_class_table(scores)

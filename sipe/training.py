@@ -1,12 +1,13 @@
-"""Generic training machinery shared by the SIPE classifier, IRN and DeepLab trainings.
+"""The training loop every trainer runs (pretrain, SIPE, IRN, DeepLab; the stages go through :mod:`sipe.trainer`).
 
-What it provides (SPEC C for the reference behaviour):
+What it provides (docs/method.md C for the reference behaviour):
 
-* :func:`select_device`, bf16 autocast and channels_last for GPUs;
 * :func:`poly_lr` and :func:`make_sgd`, SGD with parameter groups whose ``lr_mult`` scales the base
   rate and the reference's momentum quirk (``momentum=1e-4``) as an explicit argument;
-* :func:`fit`, the loop: poly LR set before each step (the first step uses the full rate), global
-  L2 gradient clipping, a tqdm bar, per-step losses in a CSV, and **resumable checkpoints**.
+* :func:`fit`, the loop over three parts: :class:`ResumePoint` (the resumable checkpoint),
+  :class:`StepLog` (per-step losses in a CSV, the progress bar and log lines) and :class:`Stepper`
+  (one step: poly LR set before it — the first step uses the full rate —, forward and backward per
+  micro-batch under bf16 autocast if asked, global L2 gradient clipping, SGD).
 
 Reproducibility and resuming. The data order of epoch ``e`` is a permutation drawn from a
 ``torch.Generator`` seeded by (seed, e), and sample ``i`` of epoch ``e`` is augmented with a
@@ -28,11 +29,10 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -42,8 +42,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from sipe import distributed
-from sipe.errors import SipeError
-from sipe.io import atomic_path, save_torch
+from sipe.device import select_device
+from sipe.errors import SipeError, one_line
+from sipe.io import atomic_path, read_torch_file, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +56,8 @@ class TrainingError(SipeError):
 
 
 # ----------------------------------------------------------------------------------------------
-# Device, precision, seeding
+# Precision, seeding, data order
 # ----------------------------------------------------------------------------------------------
-
-def select_device(requested: str | None = None) -> torch.device:
-    """``requested`` ("cpu", "cuda", "cuda:1", ...) or, when ``None``/"auto", CUDA if available else CPU."""
-    if requested in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except RuntimeError as exc:
-        raise TrainingError(f"device {requested!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {requested!r}: CUDA is not available on this machine")
-    return device
-
 
 def autocast_context(device: torch.device, precision: str):
     """bf16 autocast for ``precision == "bf16"``, else a no-op context (fp32)."""
@@ -108,7 +96,7 @@ def epoch_order(length: int, seed: int, epoch: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 def poly_lr(base: float, step: int, max_step: int, power: float) -> float:
-    """lr_t = base · (1 − t/max_step)^power (SPEC C); t = 0 gives ``base``, t ≥ max_step gives 0."""
+    """lr_t = base · (1 − t/max_step)^power (docs/method.md C); t = 0 gives ``base``, t ≥ max_step gives 0."""
     if max_step <= 0:
         raise ValueError("max_step must be positive")
     return base * max(0.0, 1.0 - step / max_step) ** power
@@ -118,7 +106,7 @@ def make_sgd(groups: Iterable[dict], lr: float, weight_decay: float, momentum: f
     """SGD over parameter groups ``{"params": ..., "lr_mult": m, "name": ...}`` (lr = ``lr``·m).
 
     ``momentum`` is explicit because the reference's PolyOptimizerSGD passes its arguments so that
-    the effective momentum is 1e-4 (SPEC C, H.1.2); pass 1e-4 to reproduce it, 0.9 for textbook SGD.
+    the effective momentum is 1e-4 (docs/method.md C, H.1 item 2); pass 1e-4 to reproduce it, 0.9 for textbook SGD.
     Parameters that never get a gradient are skipped by SGD (no weight decay either), as in the reference.
     """
     param_groups = []
@@ -141,7 +129,7 @@ def set_poly_lr(optimizer: torch.optim.Optimizer, step: int, max_step: int, powe
 
 
 # ----------------------------------------------------------------------------------------------
-# RNG states and checkpoints (weights_only-loadable: tensors, numbers, strings, lists, dicts)
+# RNG states and the resumable checkpoint (weights_only-loadable: tensors, numbers, strings, lists)
 # ----------------------------------------------------------------------------------------------
 
 def rng_state() -> dict:
@@ -172,33 +160,48 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save`` to a temporary sibling, then rename onto ``path`` (:func:`sipe.io.save_torch`)."""
-    save_torch(path, state)
-
-
 def load_checkpoint(path: Path) -> dict:
     """Read a checkpoint with ``weights_only=True``; one-line :class:`TrainingError` if it is unusable."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainingError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise TrainingError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return read_torch_file(path, "checkpoint", TrainingError)
 
 
-def library_versions() -> dict:
-    """Versions recorded with every training run."""
-    import PIL
-    import torchvision
+class ResumePoint:
+    """The resumable checkpoint of a run at ``path``, tied to the settings text ``fingerprint``."""
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__, "pillow": PIL.__version__,
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
+    def __init__(self, path: Path, fingerprint: str, steps_per_epoch: int, seed: int):
+        self.path, self.fingerprint, self.steps_per_epoch, self.seed = Path(path), fingerprint, steps_per_epoch, seed
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_step: int) -> tuple[int, float]:
+        """Load a checkpoint of the same settings into ``model``, ``optimizer`` and the global RNGs and return
+        (its step, the seconds trained before); (0, 0.0) when there is none or it has other settings."""
+        if not self.path.exists():
+            return 0, 0.0
+        try:
+            state = load_checkpoint(self.path)
+        except TrainingError as exc:
+            raise TrainingError(f"{exc}; delete it to start afresh") from None
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != self.fingerprint:
+            log.warning("%s: checkpoint from other settings; starting afresh", self.path)
+            return 0, 0.0
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        log.info("%s: resuming at step %d of %d", self.path, int(state["step"]), max_step)
+        return int(state["step"]), float(state.get("elapsed_s", 0.0))
+
+    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, elapsed: float) -> None:
+        """Write the state after ``step`` steps (atomically, :func:`sipe.io.save_torch`)."""
+        epoch = step // self.steps_per_epoch
+        save_torch(self.path, {
+            "format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, "step": step,
+            "data": {"epoch": epoch, "batch_in_epoch": step - epoch * self.steps_per_epoch, "seed": self.seed},
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(),
+            "elapsed_s": elapsed})
 
 
 # ----------------------------------------------------------------------------------------------
-# Data order
+# Batches
 # ----------------------------------------------------------------------------------------------
 
 class _Seeded(Dataset):
@@ -301,18 +304,26 @@ def micro_batches(batch: Any, parts: int) -> list:
     return [batch[i * size:(i + 1) * size] for i in range(parts)]
 
 
-def _one_line(exc: SipeError) -> SipeError:
-    """A SipeError re-raised by a DataLoader worker carries the worker's traceback; keep its last line."""
-    text = str(exc)
-    if "\n" not in text:
-        return exc
-    last = [line for line in text.splitlines() if line.strip()][-1]
-    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
-    return type(exc)(last[len(prefix):] if last.startswith(prefix) else last)
+def _loader(dataset, config: TrainConfig, world: distributed.World, start_step: int, collate_fn) -> DataLoader:
+    """The batches of steps ``start_step`` … ``max_step`` − 1 (this rank's slices), loaded by
+    ``config.loader_workers`` processes."""
+    sampler = RunBatchSampler(len(dataset), config.batch_size, config.seed, start_step, config.max_step,
+                              rank=world.rank, world_size=world.size)
+    return DataLoader(_Seeded(dataset), batch_sampler=sampler, num_workers=config.loader_workers,
+                      collate_fn=collate_fn, pin_memory=world.device.type == "cuda", persistent_workers=False,
+                      generator=torch.Generator().manual_seed(config.seed))
+
+
+def _next_batch(batches: Iterator) -> Any:
+    """The next batch; a dataset error raised in a loader worker stays one line (its own message)."""
+    try:
+        return next(batches)
+    except SipeError as exc:
+        raise (type(exc)(one_line(exc)) if "\n" in str(exc) else exc) from None
 
 
 # ----------------------------------------------------------------------------------------------
-# The loop
+# The loop: settings, step log, one step, fit
 # ----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -337,8 +348,8 @@ class TrainConfig:
     device: str | None = None              # None = CUDA if available else CPU
     desc: str = "train"                    # progress bar label
     log_every: int = 0                     # steps between log lines; 0 = about 20 lines per run
-    accumulate: int = 1                    # micro-batches per step (gradient accumulation, SPEC G.2 iter_size)
-    lr_every: int = 1                      # steps between poly-lr updates (SPEC G.2: 10)
+    accumulate: int = 1                    # micro-batches per step (gradient accumulation, docs/method.md G.2 iter_size)
+    lr_every: int = 1                      # steps between poly-lr updates (docs/method.md G.2: 10)
 
 
 @dataclass
@@ -378,31 +389,125 @@ def _truncate_log(path: Path, last_step: int) -> None:
         csv.writer(handle).writerows(keep)
 
 
-def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_fn: StepFn, config: TrainConfig,
-        *, resume_path: Path, log_path: Path, fingerprint: dict | None = None, collate_fn=None,
-        on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Train ``model`` for ``config.max_step`` steps; resume from ``resume_path`` when it holds a matching checkpoint.
+class StepLog:
+    """The record of a run: one row per step (step, epoch, lr, the losses, grad_norm, time_s) appended to
+    ``<path>.partial`` and renamed to ``path`` by :meth:`finish`, the progress bar, and a log line every
+    ``config.log_every`` steps. Only the main process writes; a resumed run keeps the rows up to its start."""
 
-    ``step_fn(model, batch)`` runs the forward pass (under autocast) and returns a dict of scalar
-    tensors with the total ``"loss"`` to minimise and any parts to log. Each step: set the poly lr,
-    forward, backward, clip, SGD step. Every ``checkpoint_every`` steps the state goes to
-    ``resume_path``; a checkpoint whose ``fingerprint`` (the settings that shape the run) differs is
-    ignored with a warning. Per-step rows (step, epoch, lr, the losses, grad_norm before clipping, seconds) are appended to
-    ``<log_path>.partial`` and renamed to ``log_path`` when training ends; ``resume_path`` is left
-    for the caller to delete once its outputs are written. ``on_step(step, row)`` runs after each
-    step (tests interrupt the run from it).
+    def __init__(self, path: Path, config: TrainConfig, main: bool, start_step: int, elapsed_before: float):
+        self.path, self.config, self.main = Path(path), config, main
+        self.live = self.path.with_name(self.path.name + ".partial")
+        self.start_step, self.elapsed_before = start_step, elapsed_before
+        self.log_every = config.log_every or max(1, config.max_step // 20)
+        self.columns: list[str] | None = None
+        self.handle, self.last, self.seconds = None, {}, 0.0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if main:
+            self._reopen()
+        self.bar = tqdm(total=config.max_step, initial=start_step, desc=config.desc, unit="step", file=sys.stderr,
+                        mininterval=1.0, dynamic_ncols=True, disable=not main)
+        self.started = time.perf_counter()
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) the same call trains data-parallel (:mod:`sipe.distributed`):
-    NCCL on GPUs (``cuda:LOCAL_RANK``), gloo on CPU; every rank takes its equal slice of each global
-    batch of ``batch_size`` (which must be a multiple of the processes × ``accumulate``), DDP averages
-    the gradients, and the logged losses are the means over ranks, so the run matches one process
-    with the whole batch. Every rank reads the checkpoint when resuming; rank 0 alone writes
-    checkpoints, the step log and the progress bar. **Only rank 0 returns**: the other ranks' processes
-    end (exit status 0) once training is done, so what the caller does after ``fit`` — writing the
-    model and reports — happens once.
-    """
-    device = select_device(config.device)
-    length = len(dataset)
+    def _reopen(self) -> None:
+        if self.start_step == 0:
+            self.live.unlink(missing_ok=True)
+        else:
+            if not self.live.exists() and self.path.exists():  # killed after the log was renamed into place
+                os.replace(self.path, self.live)
+            _truncate_log(self.live, self.start_step)
+            if self.live.exists():
+                with self.live.open(newline="") as handle:
+                    self.columns = next(csv.reader(handle), None)
+        self.handle = self.live.open("a", newline="")
+        self.writer = csv.writer(self.handle)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds trained over all sessions, up to the last row."""
+        return self.elapsed_before + self.seconds
+
+    def record(self, row: dict) -> dict:
+        """Add ``time_s`` to the step's ``row``, write it, advance the bar and log; return the row."""
+        self.seconds = time.perf_counter() - self.started
+        row["time_s"] = round(self.elapsed, 4)
+        if self.handle is not None:
+            if self.columns is None:
+                self.columns = list(row)
+                self.writer.writerow(self.columns)
+            self.writer.writerow([row.get(c, "") for c in self.columns])
+            self.handle.flush()
+        self.last = row
+        step, config = row["step"], self.config
+        rate = (step - self.start_step) * config.batch_size / self.seconds if self.seconds > 0 else 0.0
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{rate:.1f}", refresh=False)
+        if self.main and (step % self.log_every == 0 or step == config.max_step):
+            log.info("%s step %d/%d epoch %d lr %.4g %s %.1f img/s", config.desc, step, config.max_step, row["epoch"],
+                     row["lr"], " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("loss")), rate)
+        return row
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.handle is not None:
+            self.handle.close()
+
+    def finish(self, steps: int, steps_per_epoch: int, world: distributed.World) -> TrainResult:
+        """Move the log into place and sum the run up; the final losses are the means over the last epoch."""
+        import pandas as pd
+
+        session_s = time.perf_counter() - self.started
+        os.replace(self.live, self.path)
+        table = pd.read_csv(self.path)
+        tail = table[table["step"] > max(0, self.config.max_step - steps_per_epoch)]
+        done = steps - self.start_step
+        return TrainResult(
+            steps=steps, resumed_from=self.start_step, wall_s=self.elapsed_before + session_s, session_steps=done,
+            session_s=session_s, images_per_s=done * self.config.batch_size / session_s if session_s > 0 else 0.0,
+            steps_per_s=done / session_s if session_s > 0 else 0.0, last=self.last, device=str(world.device),
+            final={c: float(tail[c].mean()) for c in table.columns if c.startswith("loss")},
+            columns=list(table.columns), processes=world.size)
+
+
+class Stepper:
+    """One optimizer step of ``step_fn`` on ``net`` (``model``, wrapped for DDP under torchrun)."""
+
+    def __init__(self, net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 step_fn: StepFn, config: TrainConfig, world: distributed.World, steps_per_epoch: int):
+        self.net, self.model, self.optimizer, self.step_fn = net, model, optimizer, step_fn
+        self.config, self.world, self.steps_per_epoch = config, world, steps_per_epoch
+
+    def __call__(self, batch: Any, step: int) -> dict:
+        """Step ``step`` + 1 on ``batch``; returns its row (step, epoch, lr, the losses, grad_norm)."""
+        config, optimizer = self.config, self.optimizer
+        lr = set_poly_lr(optimizer, step - step % config.lr_every, config.max_step, config.poly_power)
+        batch = to_device(batch, self.world.device, config.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        parts = [self._backward(micro, index == config.accumulate - 1, step)
+                 for index, micro in enumerate(micro_batches(batch, config.accumulate))]
+        losses = distributed.average({k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}, self.world)
+        # Global L2 norm over all parameters (logged before clipping); no clipping when grad_clip is off.
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip or math.inf)
+        optimizer.step()
+        row = {"step": step + 1, "epoch": step // self.steps_per_epoch, "lr": lr}
+        row.update({k: float(v.detach().float().item()) for k, v in losses.items()})
+        row["grad_norm"] = float(grad_norm)
+        return row
+
+    def _backward(self, micro: Any, last: bool, step: int) -> dict:
+        """Forward and ``backward(loss / accumulate)`` of one micro-batch; its detached losses."""
+        # Under DDP the gradients are all-reduced once per step, with the last micro-batch's backward.
+        with contextlib.nullcontext() if last else distributed.no_sync(self.net):
+            with autocast_context(self.world.device, self.config.precision):
+                losses = self.step_fn(self.net, micro)
+            loss = losses["loss"]
+            if not torch.isfinite(loss.detach()).item():
+                raise TrainingError(f"training diverged: loss is {loss.item()} at step {step + 1}")
+            (loss / self.config.accumulate).backward()
+        return {k: v.detach().float() for k, v in losses.items()}
+
+
+def _steps_per_epoch(config: TrainConfig, length: int) -> int:
+    """Batches per epoch of ``length`` samples; :class:`TrainingError` for settings no run can follow."""
     steps_per_epoch = length // config.batch_size
     if steps_per_epoch < 1:
         raise TrainingError(f"{length} training samples are fewer than one batch of {config.batch_size}")
@@ -411,200 +516,64 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_
     if config.accumulate < 1 or config.batch_size % config.accumulate or config.lr_every < 1:
         raise TrainingError(f"batch_size {config.batch_size} must be a multiple of accumulate {config.accumulate} "
                             f"(>= 1), and lr_every ({config.lr_every}) at least 1")
-    world = distributed.join(device)
-    device = world.device
+    return steps_per_epoch
+
+
+def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset, step_fn: StepFn, config: TrainConfig,
+        *, resume_path: Path, log_path: Path, fingerprint: dict | None = None, collate_fn=None,
+        on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train ``model`` for ``config.max_step`` steps; resume from ``resume_path`` when it holds a matching checkpoint.
+
+    ``step_fn(model, batch)`` runs the forward pass (under autocast) and returns a dict of scalar
+    tensors with the total ``"loss"`` to minimise and any parts to log. Every ``checkpoint_every``
+    steps the state goes to ``resume_path``; a checkpoint whose ``fingerprint`` (the settings that
+    shape the run) differs is ignored with a warning. The rows of :class:`StepLog` go to ``log_path``;
+    ``resume_path`` is left for the caller to delete once its outputs are written. ``on_step(step,
+    row)`` runs after each step (tests interrupt the run from it).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the same call trains data-parallel (:mod:`sipe.distributed`):
+    NCCL on GPUs (``cuda:LOCAL_RANK``), gloo on CPU; every rank takes its equal slice of each global
+    batch of ``batch_size`` (which must be a multiple of the processes × ``accumulate``), DDP averages
+    the gradients, and the logged losses are the means over ranks, so the run matches one process
+    with the whole batch. Every rank reads the checkpoint when resuming; rank 0 alone writes
+    checkpoints, the step log and the progress bar. **Only rank 0 returns**: the other ranks' processes
+    end (exit status 0) once training is done, so what the caller does after ``fit`` happens once.
+    """
+    steps_per_epoch = _steps_per_epoch(config, len(dataset))
+    world = distributed.join(select_device(config.device))
     if config.batch_size % (world.size * config.accumulate):
         raise TrainingError(f"batch_size {config.batch_size} must be a multiple of the {world.size} training "
                             f"processes times accumulate {config.accumulate}")
-    fp_text = _fingerprint_text({**(fingerprint or {}), "max_step": config.max_step, "batch_size": config.batch_size,
-                                 "seed": config.seed, "samples": length})
-    resume_path, log_path = Path(resume_path), Path(log_path)
-    live_log = log_path.with_name(log_path.name + ".partial")
-    resume_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-
-    model.to(device)
+    model.to(world.device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-
-    start_step, elapsed_before = 0, 0.0
-    if resume_path.exists():
-        try:
-            state = load_checkpoint(resume_path)
-        except TrainingError as exc:
-            raise TrainingError(f"{exc}; delete it to start afresh") from None
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fp_text:
-            log.warning("%s: checkpoint from other settings; starting afresh", resume_path)
-        else:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
-            start_step = int(state["step"])
-            elapsed_before = float(state.get("elapsed_s", 0.0))
-            log.info("%s: resuming at step %d of %d", resume_path, start_step, config.max_step)
-    if world.main and start_step == 0:  # rank 0 alone keeps the step log
-        live_log.unlink(missing_ok=True)
-    elif world.main:
-        if not live_log.exists() and log_path.exists():  # killed after the log was renamed into place
-            os.replace(log_path, live_log)
-        _truncate_log(live_log, start_step)
-
-    seeded = _Seeded(dataset)
-    pin = device.type == "cuda"
-    log_every = config.log_every or max(1, config.max_step // 20)
+    resume = ResumePoint(resume_path, _fingerprint_text({**(fingerprint or {}), "max_step": config.max_step,
+                                                         "batch_size": config.batch_size, "seed": config.seed,
+                                                         "samples": len(dataset)}), steps_per_epoch, config.seed)
+    start_step, elapsed_before = resume.restore(model, optimizer, config.max_step)
+    steplog = StepLog(log_path, config, world.main, start_step, elapsed_before)
     model.train()
-    net = distributed.wrap(model, world)  # what step_fn runs: DDP's forward registers the gradient all-reduce
-
-    def checkpoint(step: int, elapsed: float) -> None:
-        epoch = step // steps_per_epoch
-        save_checkpoint(resume_path, {
-            "format": CHECKPOINT_FORMAT, "fingerprint": fp_text, "step": step,
-            "data": {"epoch": epoch, "batch_in_epoch": step - epoch * steps_per_epoch, "seed": config.seed},
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(),
-            "elapsed_s": elapsed})
-
-    columns: list[str] | None = None
-    handle = None
-    if world.main and live_log.exists():
-        with live_log.open(newline="") as fh:
-            columns = next(csv.reader(fh), None)
-    step = start_step
-    bar = tqdm(total=config.max_step, initial=start_step, desc=config.desc, unit="step", file=sys.stderr,
-               mininterval=1.0, dynamic_ncols=True, disable=not world.main)
-    session_start = time.perf_counter()
-    last_row: dict = {}
-    batches = None
+    stepper = Stepper(distributed.wrap(model, world), model, optimizer, step_fn, config, world, steps_per_epoch)
+    loader, step = _loader(dataset, config, world, start_step, collate_fn), start_step
     try:
-        if world.main:
-            handle = live_log.open("a", newline="")
-            writer = csv.writer(handle)
-        loader = DataLoader(seeded, batch_sampler=RunBatchSampler(length, config.batch_size, config.seed, start_step,
-                                                                  config.max_step, rank=world.rank,
-                                                                  world_size=world.size),
-                            num_workers=config.loader_workers, collate_fn=collate_fn, pin_memory=pin,
-                            persistent_workers=False, generator=torch.Generator().manual_seed(config.seed))
         batches = iter(loader)
         while step < config.max_step:
-            epoch = step // steps_per_epoch
-            try:
-                batch = next(batches)
-            except SipeError as exc:
-                raise _one_line(exc) from None
-            lr = set_poly_lr(optimizer, step - step % config.lr_every, config.max_step, config.poly_power)
-            batch = to_device(batch, device, config.channels_last)
-            optimizer.zero_grad(set_to_none=True)
-            parts = []
-            for index, micro in enumerate(micro_batches(batch, config.accumulate)):
-                # Under DDP the gradients are all-reduced once per step, with the last micro-batch's backward.
-                with distributed.no_sync(net) if index < config.accumulate - 1 else contextlib.nullcontext():
-                    with autocast_context(device, config.precision):
-                        losses = step_fn(net, micro)
-                    loss = losses["loss"]
-                    if not torch.isfinite(loss.detach()).item():
-                        raise TrainingError(f"training diverged: loss is {loss.item()} at step {step + 1}")
-                    (loss / config.accumulate).backward()
-                parts.append({k: v.detach().float() for k, v in losses.items()})
-            losses = distributed.average({k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]}, world)
-            # Global L2 norm over all parameters (logged before clipping); no clipping when grad_clip is off.
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or math.inf)
-            optimizer.step()
+            row = steplog.record(stepper(_next_batch(batches), step))
             step += 1
-
-            now = time.perf_counter() - session_start
-            row = {"step": step, "epoch": epoch, "lr": lr}
-            row.update({k: float(v.detach().float().item()) for k, v in losses.items()})
-            row["grad_norm"] = float(grad_norm)
-            row["time_s"] = round(elapsed_before + now, 4)
-            if handle is not None:
-                if columns is None:
-                    columns = list(row)
-                    writer.writerow(columns)
-                writer.writerow([row.get(c, "") for c in columns])
-                handle.flush()
-            last_row = row
-
-            done = step - start_step
-            rate = done * config.batch_size / now if now > 0 else 0.0
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{rate:.1f}", refresh=False)
-            if world.main and (step % log_every == 0 or step == config.max_step):
-                log.info("%s step %d/%d epoch %d lr %.4g %s %.1f img/s", config.desc, step, config.max_step, epoch,
-                         lr, " ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith("loss")), rate)
             if world.main and step % config.checkpoint_every == 0 and step < config.max_step:
-                checkpoint(step, elapsed_before + now)
+                resume.save(step, model, optimizer, steplog.elapsed)
             if on_step is not None:
                 on_step(step, row)
     finally:
         batches = loader = None  # shuts the loader's worker processes down, also when training failed
-        bar.close()
-        if handle is not None:
-            handle.close()
-    session_s = time.perf_counter() - session_start
+        steplog.close()
     world.leave()
     if not world.main:
         raise SystemExit(0)  # rank 0 returns and writes the outputs
-    os.replace(live_log, log_path)
-
-    import pandas as pd
-
-    table = pd.read_csv(log_path)
-    tail = table[table["step"] > max(0, config.max_step - steps_per_epoch)]
-    final = {c: float(tail[c].mean()) for c in table.columns if c.startswith("loss")}
-    done = step - start_step
-    return TrainResult(steps=step, resumed_from=start_step, wall_s=elapsed_before + session_s, session_steps=done,
-                       session_s=session_s, images_per_s=done * config.batch_size / session_s if session_s > 0 else 0.0,
-                       steps_per_s=done / session_s if session_s > 0 else 0.0, final=final, last=last_row,
-                       device=str(device), columns=list(table.columns), processes=world.size)
+    return steplog.finish(step, steps_per_epoch, world)
 
 
-# ----------------------------------------------------------------------------------------------
-# Reporting
-# ----------------------------------------------------------------------------------------------
-
-def plot_losses(log_path: Path, png_path: Path, title: str = "training loss") -> None:
-    """Loss curves (raw and a moving average per ``loss*`` column, log scale) and the lr, from a steps CSV."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
-    table = pd.read_csv(log_path)
-    loss_cols = [c for c in table.columns if c.startswith("loss")]
-    window = max(1, min(25, len(table) // 10))
-    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for i, col in enumerate(loss_cols):
-        colour = f"C{i}"
-        ax.plot(table["step"], table[col], color=colour, alpha=0.25, linewidth=0.8)
-        ax.plot(table["step"], table[col].rolling(window, min_periods=1).mean(), color=colour, label=col)
-    if loss_cols and (table[loss_cols] > 0).all().all():
-        ax.set_yscale("log")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.legend(loc="upper right")
-    ax.grid(True, alpha=0.3)
-    ax_lr.plot(table["step"], table["lr"], color="k")
-    ax_lr.set_xlabel("step")
-    ax_lr.set_ylabel("lr")
-    ax_lr.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-def result_summary(result: TrainResult, config: TrainConfig) -> dict:
-    """A JSON-ready record of a run: settings, losses, speed and library versions."""
-    return {"steps": result.steps, "resumed_from": result.resumed_from, "wall_s": round(result.wall_s, 3),
-            "session_s": round(result.session_s, 3), "images_per_s": round(result.images_per_s, 3),
-            "steps_per_s": round(result.steps_per_s, 4), "final_losses": result.final,
-            "last_step": result.last, "device": result.device, "processes": result.processes,
-            "torch_threads": torch.get_num_threads(),
-            "config": asdict(config), "versions": library_versions()}
-
-
-__all__ = ["TrainingError", "TrainConfig", "TrainResult", "select_device", "autocast_context", "seed_everything",
-           "sample_seed", "epoch_order", "poly_lr", "make_sgd", "set_poly_lr", "rng_state", "set_rng_state",
-           "save_checkpoint", "load_checkpoint", "library_versions", "EpochBatchSampler", "RunBatchSampler",
-           "to_device", "micro_batches", "fit",
-           "plot_losses", "result_summary"]
+__all__ = ["CHECKPOINT_FORMAT", "TrainingError", "TrainConfig", "TrainResult", "StepFn", "ResumePoint", "StepLog",
+           "Stepper", "autocast_context", "seed_everything", "sample_seed", "epoch_order", "poly_lr", "make_sgd",
+           "set_poly_lr", "rng_state", "set_rng_state", "load_checkpoint", "EpochBatchSampler", "RunBatchSampler",
+           "to_device", "micro_batches", "fit"]

@@ -11,17 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # the environment's bin/ (snakemake, dvc, sipe)
+from tests.tiny import REPO, load_config, merged
 
-# Small enough that the whole DAG takes seconds, large enough that every stage has real work.
-GENERATED = ("data/", "results/", "logs/")
-TINY_SYNTHETIC = {"train_aug": 24, "train": 8, "val": 8, "min_side": 64, "max_side": 96}
-TINY_SIPE = {"crop": 64, "resize_long": [48, 96], "batch_size": 8, "epochs": 2, "checkpoint_every": 2,
-             "loader_workers": 0}
-TINY_IRN = {"crop": 48, "radius": 5, "batch_size": 4, "epochs": 1, "checkpoint_every": 2, "loader_workers": 0}
-TINY_DEEPLAB = {"crop": 48, "batch_size": 4, "iterations": 4, "checkpoint_every": 2, "loader_workers": 0,
-                "sheet_samples": 2}
+BIN = Path(sys.executable).parent  # the environment's bin/ (snakemake, dvc, sipe)
+GENERATED = ("data/", "results/", "logs/")  # outputs of earlier runs in this checkout, not copied
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -33,8 +26,9 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> 
     return proc
 
 
-def copy_repo(dest: Path, **overrides) -> Path:
-    """Copy the repository's files (tracked and new, not ignored) to ``dest`` with tiny params.yaml settings."""
+def copy_repo(dest: Path, config: str = "dag", **overrides) -> Path:
+    """Copy the repository's files (tracked and new, not ignored) to ``dest`` with the params.yaml settings of
+    test configuration ``config`` (tests/configs/), then ``overrides`` (section → dict or value)."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -44,19 +38,7 @@ def copy_repo(dest: Path, **overrides) -> Path:
         if src.is_file() or src.is_symlink():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name, follow_symlinks=False)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["synthetic"].update(TINY_SYNTHETIC)
-    params["dataset_report"]["samples"] = 4
-    params["sipe"].update(TINY_SIPE)
-    params["cams"]["scales"] = [1.0, 0.5]
-    params["deeplab"].update(TINY_DEEPLAB)
-    params["irn"].update(TINY_IRN)
-    params["pseudo_labels"]["pad_size"] = 48
-    for section, values in overrides.items():
-        if isinstance(values, dict):
-            params[section].update(values)
-        else:
-            params[section] = values
+    params = merged(merged(yaml.safe_load((dest / "params.yaml").read_text()), load_config(config)), overrides)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # DVC needs a Git repository around its project.
     run(["git", "init", "-q"], cwd=dest)
@@ -67,7 +49,7 @@ def copy_repo(dest: Path, **overrides) -> Path:
 
 @pytest.fixture(scope="session")
 def snakemake_run(tmp_path_factory) -> Path:
-    """A repository copy on which the whole Snakemake DAG has run once (tiny settings)."""
+    """A repository copy on which the whole Snakemake DAG has run once (test configuration dag.yaml)."""
     repo = copy_repo(tmp_path_factory.mktemp("snakemake_repo"))
     run(["snakemake", "--cores", "2"], cwd=repo)
     return repo

@@ -1,4 +1,4 @@
-"""sipe.ipe against direct, naive implementations of the SPEC formulas (loops and broadcasts)."""
+"""sipe.ipe against direct, naive implementations of the formulas of docs/method.md B.3-B.5 and C (loops and broadcasts)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def naive_cam_with_background(cam):
 
 
 def naive_structure_similarity(cams, feature):
-    """The reference's broadcast: R [n, n] per image, then [K, n, n] products (SPEC B.4)."""
+    """The reference's broadcast: R [n, n] per image, then [K, n, n] products (docs/method.md B.4)."""
     n_img, k, h, w = cams.shape
     q = torch.zeros_like(cams)
     for i in range(n_img):

@@ -1,4 +1,4 @@
-"""Tests for sipe.metrics: confusion matrix, scores, accumulator and the written JSON/CSV (SPEC D, E, G.3, H.1.11)."""
+"""Tests for sipe.metrics: confusion matrix, scores, accumulator and the written JSON/CSV (docs/method.md D, E, G.3, H.1 item 11)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def naive_confusion(gt, pred, c, mode):
 
 
 def chainercv_sliced(gt, pred, c):
-    """SIPE's eval: a confusion grown to 256x256 by the 255s, then sliced [:C, :C] (SPEC D)."""
+    """SIPE's eval: a confusion grown to 256x256 by the 255s, then sliced [:C, :C] (docs/method.md D)."""
     g = np.asarray(gt, dtype=np.int64).ravel()
     p = np.asarray(pred, dtype=np.int64).ravel()
     return np.bincount(256 * g + p, minlength=256 * 256).reshape(256, 256)[:c, :c]
@@ -161,7 +161,7 @@ def test_scores_match_naive(seed, c):
 
 
 def test_scores_equal_deeplab_pytorch_formulas_when_every_class_has_gt():
-    """SPEC G.3: acc = trace/total, acc_cls = nanmean(diag/row), iu, fwavacc over freq > 0."""
+    """docs/method.md G.3: acc = trace/total, acc_cls = nanmean(diag/row), iu, fwavacc over freq > 0."""
     rng = np.random.default_rng(5)
     c = 21
     gt, pred = random_pair(rng, c, (64, 64))
@@ -288,7 +288,7 @@ def test_hand_made_3x3_symmetric():
 
 
 def test_skip_is_optimistic_for_uncertain_foreground():
-    """SPEC H.1.11: IR labels put 255 on uncertain object borders; skipping them raises the score."""
+    """docs/method.md H.1 item 11: IR labels put 255 on uncertain object borders; skipping them raises the score."""
     gt = np.array([[0, 0, 1, 1]])
     pred = np.array([[0, 0, 1, IGN]])
     # background: [[2,0],[1,1]] -> IoU 2/3, 1/2, mIoU 7/12; skip: [[2,0],[0,1]] -> IoU 1, 1

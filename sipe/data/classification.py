@@ -1,4 +1,4 @@
-"""Image-level classification samples for training the SIPE network (SPEC A.4).
+"""Image-level classification samples for training the SIPE network (docs/method.md A.4).
 
 One sample is a dict::
 
@@ -6,7 +6,7 @@ One sample is a dict::
     label       float32 [C]               multi-hot, index k = class k + 1 (no background)
     content     float32 [crop, crop]      1 where the container holds image pixels
     valid_mask  float32 [C+1, crop, crop] channel 0 = content, channel c = content · label[c-1]
-                                          (SPEC A.4 ``valid_mask[:, 1:] *= label``); omitted with
+                                          (docs/method.md A.4 ``valid_mask[:, 1:] *= label``); omitted with
                                           ``with_valid_mask=False`` (build it on the device with
                                           :func:`valid_mask_from` instead: C+1 full-size planes per
                                           sample are a lot to pass between loader processes)
@@ -30,7 +30,7 @@ from sipe.errors import DatasetError, first_offenders
 
 
 def multi_hot(classes: tuple[int, ...] | list[int], num_foreground: int) -> torch.Tensor:
-    """Foreground class indices 1..C → float32 multi-hot [C] (index k = class k + 1, SPEC A.2)."""
+    """Foreground class indices 1..C → float32 multi-hot [C] (index k = class k + 1, docs/method.md A.2)."""
     label = torch.zeros(num_foreground, dtype=torch.float32)
     for c in classes:
         label[c - 1] = 1.0
@@ -38,7 +38,7 @@ def multi_hot(classes: tuple[int, ...] | list[int], num_foreground: int) -> torc
 
 
 def valid_mask_from(content: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """content [..., H, W] and label [..., C] → valid mask [..., C+1, H, W] (SPEC A.4).
+    """content [..., H, W] and label [..., C] → valid mask [..., C+1, H, W] (docs/method.md A.4).
 
     Channel 0 is "pixel is real image"; channel c ≥ 1 is "pixel is real and class c is present".
     Works for one sample or a batch.
@@ -48,7 +48,7 @@ def valid_mask_from(content: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image as RGB (PIL ``.convert("RGB")``, SPEC A.3); one-line :class:`DatasetError` if it fails."""
+    """Open an image as RGB (PIL ``.convert("RGB")``, docs/method.md A.3); one-line :class:`DatasetError` if it fails."""
     try:
         with Image.open(path) as image:
             return image.convert("RGB")

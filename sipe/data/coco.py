@@ -1,4 +1,4 @@
-"""MS COCO 2014 preparation (SPEC A.3).
+"""MS COCO 2014 preparation (docs/method.md A.3).
 
 :func:`prepare_coco` turns a COCO 2014 root (``train2014/``, ``val2014/``,
 ``annotations/instances_{train,val}2014.json``) into a prepared dataset (``dataset.json``, see
@@ -31,9 +31,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sipe.data.manifest import DatasetManifest, Split, bad_id_reason
-from sipe.data.validate import IMAGE_UNREADABLE, parallel_map, short_reason, validate_dataset
+from sipe.data.validate import IMAGE_UNREADABLE, short_reason, validate_dataset
 from sipe.errors import ConfigError, DatasetError, first_offenders
 from sipe.io import IGNORE_INDEX, save_label_png, write_json, write_text
+from sipe.parallel import parallel_map
 
 COCO_HINT = ("download train2014.zip, val2014.zip and annotations_trainval2014.zip from cocodataset.org, "
              "extract them into one folder and set coco.root to it")

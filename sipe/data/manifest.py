@@ -12,8 +12,8 @@ A prepared dataset is a folder in VOC 2012 layout plus ``dataset.json``::
 
 Paths are relative to the folder holding ``dataset.json`` (they may lead outside it, e.g. to the
 JPEGImages of a VOC root that is never copied). Split roles: ``train_aug`` trains every network,
-``train`` is where localisation maps and pseudo labels are scored (SPEC D, F.5), ``val`` is where
-DeepLab is scored (SPEC G.3). A split may have ``"masks": null`` (VOC test).
+``train`` is where localisation maps and pseudo labels are scored (docs/method.md D, F.5), ``val`` is where
+DeepLab is scored (docs/method.md G.3). A split may have ``"masks": null`` (VOC test).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class DatasetManifest:
         return mask_dir / f"{image_id}{self.mask_ext}"
 
     def class_labels(self) -> dict[str, tuple[int, ...]]:
-        """Image-level labels: id -> sorted foreground class indices (1..C), SPEC A.2/A.3."""
+        """Image-level labels: id -> sorted foreground class indices (1..C), docs/method.md A.2/A.3."""
         try:
             raw = json.loads(self.labels_file.read_text())
         except (OSError, ValueError) as exc:

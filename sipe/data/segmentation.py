@@ -1,4 +1,4 @@
-"""Pixel-labelled training samples for DeepLab: images with their pseudo labels (SPEC G.2).
+"""Pixel-labelled training samples for DeepLab: images with their pseudo labels (docs/method.md G.2).
 
 Augmentation, in the reference's order (deeplab-pytorch ``_augmentation``): random scale from a
 fixed set (image bilinear, label nearest; new size = int(H·s), int(W·s)) → pad bottom/right to at
@@ -6,8 +6,8 @@ least ``crop`` (image with the mean colour, label with 255) → random ``crop`` 
 left-right flip with p = 0.5. The image is normalised first, so "the mean colour" is 0.
 
 Input encoding depends on the weights the network starts from (:data:`STYLES`): ``torchvision``
-= RGB, ImageNet mean/std (SPEC A.4, as every other network of the pipeline); ``caffe`` = BGR, 0–255
-minus the mean (104.008, 116.669, 122.675), no std (SPEC G.2), for Caffe-converted weights.
+= RGB, ImageNet mean/std (docs/method.md A.4, as every other network of the pipeline); ``caffe`` = BGR, 0–255
+minus the mean (104.008, 116.669, 122.675), no std (docs/method.md G.2), for Caffe-converted weights.
 
 One sample is a dict: ``image`` float32 [3, crop, crop], ``label`` int64 [crop, crop] (0..C, 255 =
 ignore), ``id`` str. Every random draw comes from the explicit generator of
@@ -31,10 +31,10 @@ from sipe.data.manifest import DatasetManifest
 from sipe.data.transforms import normalize_image, random_hflip
 from sipe.errors import DatasetError, first_offenders
 from sipe.io import IGNORE_INDEX, read_label_of_size
+from sipe.models.deeplab import STYLES
 
-TRAIN_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)      # SPEC G.2
-CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)    # SPEC G.2
-STYLES = ("torchvision", "caffe")
+TRAIN_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)      # docs/method.md G.2
+CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)    # docs/method.md G.2
 
 
 def normalize_for(image: np.ndarray | Image.Image, style: str = "torchvision") -> torch.Tensor:
@@ -83,7 +83,7 @@ def pad_and_crop(image: torch.Tensor, label: np.ndarray, crop: int, generator: t
 
 @dataclass(frozen=True)
 class SegAugment:
-    """DeepLab's training augmentation (SPEC G.2) of one uint8 RGB image and its label map.
+    """DeepLab's training augmentation (docs/method.md G.2) of one uint8 RGB image and its label map.
 
     ``augment(image, label, generator)`` → (image float32 [3,crop,crop], label int64 [crop,crop]).
     Draws, in order: scale, crop row, crop column, flip.

@@ -1,4 +1,4 @@
-"""Image transforms: the SIPE training augmentation (SPEC A.4) and the inference normalisation (SPEC A.5).
+"""Image transforms: the SIPE training augmentation (docs/method.md A.4) and the inference normalisation (docs/method.md A.5).
 
 Training order, as in the reference: uint8 RGB → :func:`random_resize_long` → :func:`normalize_image`
 → :func:`random_hflip` → :func:`random_crop` (into a zero container, with the content mask) → CHW.
@@ -28,12 +28,12 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """(round(H·s), round(W·s)), at least 1 pixel each (SPEC A.4/A.5 ``pil_rescale``)."""
+    """(round(H·s), round(W·s)), at least 1 pixel each (docs/method.md A.4/A.5 ``pil_rescale``)."""
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def random_resize_long(image: Image.Image, low: int, high: int, generator: torch.Generator) -> Image.Image:
-    """Rescale so the longer side is L = randint(low, high) (inclusive), PIL bicubic (SPEC A.4)."""
+    """Rescale so the longer side is L = randint(low, high) (inclusive), PIL bicubic (docs/method.md A.4)."""
     if low > high:
         raise ValueError(f"resize_long range is empty: {low} > {high}")
     target = _randint(low, high, generator)
@@ -47,7 +47,7 @@ def random_resize_long(image: Image.Image, low: int, high: int, generator: torch
 def normalize_image(image: np.ndarray | Image.Image | torch.Tensor) -> torch.Tensor:
     """uint8 RGB (HWC array or PIL image, or a CHW uint8 tensor) → float32 [3,H,W], (x/255 − mean)/std.
 
-    The ImageNet mean/std of SPEC A.4; inference (SPEC A.5) uses the same function.
+    The ImageNet mean/std of docs/method.md A.4; inference (docs/method.md A.5) uses the same function.
     """
     if isinstance(image, Image.Image):
         tensor = TF.pil_to_tensor(image.convert("RGB"))
@@ -74,7 +74,7 @@ class CropBox:
     """Where image content sits in the ``crop`` × ``crop`` container, and which image window it is.
 
     Container rows [top, bottom) and columns [left, right) hold image rows [img_top, img_top + bottom − top)
-    and columns [img_left, img_left + right − left) (SPEC A.4 ``cont_top, cont_bottom, cont_left, cont_right``).
+    and columns [img_left, img_left + right − left) (docs/method.md A.4 ``cont_top, cont_bottom, cont_left, cont_right``).
     """
 
     top: int
@@ -104,7 +104,7 @@ def random_crop_box(height: int, width: int, crop: int, generator: torch.Generat
 
 
 def random_crop(image: torch.Tensor, crop: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, CropBox]:
-    """Crop/pad a [3,H,W] image into a zero-filled [3,crop,crop] container (SPEC A.4).
+    """Crop/pad a [3,H,W] image into a zero-filled [3,crop,crop] container (docs/method.md A.4).
 
     Returns (image, content mask [crop,crop] float 1 inside the content box and 0 in the padding, box).
     Zero is the mean colour once the image is normalised.
@@ -121,7 +121,7 @@ def random_crop(image: torch.Tensor, crop: int, generator: torch.Generator) -> t
 
 @dataclass(frozen=True)
 class TrainAugment:
-    """The SIPE classifier's training augmentation (SPEC A.4) for one PIL RGB image.
+    """The SIPE classifier's training augmentation (docs/method.md A.4) for one PIL RGB image.
 
     ``augment(image, generator)`` → (image float32 [3,crop,crop], content mask float32 [crop,crop]).
     The generator's draws, in order: long side L, flip, crop row offset, crop column offset.

@@ -1,4 +1,4 @@
-"""Validation of a prepared dataset (DESIGN, "Reliability rules").
+"""Validation of a prepared dataset (docs/architecture.md, "Reliability rules").
 
 :func:`validate_dataset` reads every split of a :class:`~sipe.data.manifest.DatasetManifest` and
 checks that each listed image exists and is a readable image, that each mask exists, is a 2-D
@@ -7,26 +7,21 @@ image of the ``train_aug``/``train``/``val`` roles has image-level class labels.
 found is raised as one :class:`~sipe.errors.DatasetError` line naming the folder, the kind of
 problem and the first offending files.
 
-:func:`parallel_map` (a multiprocessing pool with a progress bar on stderr) is shared with the
-dataset preparation modules.
 """
 
 from __future__ import annotations
 
-import gc
-import multiprocessing
 import os
-import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from sipe.data.manifest import SPLIT_ROLES, DatasetManifest
-from sipe.errors import DatasetError, first_offenders
+from sipe.errors import DatasetError, first_offenders, one_line
 from sipe.io import IGNORE_INDEX
+from sipe.parallel import parallel_map
 
 # Problem kinds, in the order they are reported (the first kind with offenders wins).
 IMAGE_MISSING = "image_missing"
@@ -40,37 +35,13 @@ PROBLEM_ORDER = (IMAGE_MISSING, IMAGE_UNREADABLE, MASK_MISSING, MASK_UNREADABLE,
                  SIZE_MISMATCH)
 
 
-def parallel_map(fn: Callable, items: Sequence, workers: int = 1, desc: str | None = None) -> list:
-    """``[fn(x) for x in items]``, in order, on a pool of ``workers`` processes, with a tqdm bar on stderr.
-
-    ``fn`` must be a module-level function (it is pickled to the workers); results come back through
-    ``imap`` in chunks so that a long list keeps every worker busy.
-    """
-    items = list(items)
-    bar = dict(total=len(items), desc=desc, file=sys.stderr, mininterval=1.0, unit="file", leave=False)
-    if workers <= 1 or len(items) < 2:
-        return [fn(x) for x in tqdm(items, **bar)]
-    workers = min(workers, len(items))
-    chunksize = max(1, min(64, len(items) // (workers * 8)))
-    # Forked workers share the parent's memory copy-on-write; frozen objects are skipped by their
-    # garbage collector, so a large parent (a parsed COCO JSON) is not copied into every worker.
-    gc.freeze()
-    try:
-        with multiprocessing.Pool(workers) as pool:
-            return list(tqdm(pool.imap(fn, items, chunksize=chunksize), **bar))
-    finally:
-        gc.unfreeze()
-
-
 def short_reason(exc: BaseException) -> str:
     """A short, single-line reason for a failed read (no paths, no tracebacks)."""
     if isinstance(exc, UnidentifiedImageError):
         return "not a recognised image format"
     if isinstance(exc, FileNotFoundError):
         return "file not found"
-    text = str(exc).strip().splitlines()
-    text = text[0] if text else type(exc).__name__
-    return text if len(text) <= 80 else text[:77] + "..."
+    return one_line(exc, 80)
 
 
 def check_image(path: str) -> tuple[str, str] | tuple[None, tuple[int, int]]:

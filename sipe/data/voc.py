@@ -1,4 +1,4 @@
-"""PASCAL VOC 2012 + SBD ("train_aug") preparation (SPEC A.1, A.2).
+"""PASCAL VOC 2012 + SBD ("train_aug") preparation (docs/method.md A.1, A.2).
 
 :func:`prepare_voc` turns a VOC 2012 root and an SBD ``dataset/`` root into a prepared dataset
 (``dataset.json``, see :mod:`sipe.data.manifest`) in an empty output folder::
@@ -27,10 +27,10 @@ import scipy.io
 
 from sipe.data.manifest import DatasetManifest, Split, read_id_list
 from sipe.data.validate import (MASK_MISSING, MASK_MODE, MASK_UNREADABLE, MASK_VALUES, SIZE_MISMATCH,
-                                bad_label_values, check_image, parallel_map, read_mask, short_reason,
-                                validate_dataset)
+                                bad_label_values, check_image, read_mask, short_reason, validate_dataset)
 from sipe.errors import DatasetError, first_offenders
 from sipe.io import save_label_png, write_json, write_text
+from sipe.parallel import parallel_map
 
 VOC_CLASSES = (
     "background",
@@ -139,7 +139,7 @@ def _convert_message(kind: str, source_dir: Path, offenders: list[str]) -> str:
 
 
 def read_voc_labels(xml_path: str | os.PathLike) -> list[int]:
-    """Sorted VOC class indices (1..20) of the objects in one ``Annotations/<id>.xml`` (SPEC A.2).
+    """Sorted VOC class indices (1..20) of the objects in one ``Annotations/<id>.xml`` (docs/method.md A.2).
 
     Every ``<object>`` counts, difficult and truncated ones included; ``<part>`` names (head, hand,
     foot) are nested inside objects and are not read. An unknown object name is an error.
@@ -228,7 +228,7 @@ def prepare_voc(voc_root: Path, sbd_root: Path, out_dir: Path, workers: int = 1)
         raise DatasetError(f"{voc_root / 'Annotations'}: {len(missing)} annotation XML(s) not found: "
                            f"{first_offenders(missing)}")
 
-    # --- Image-level labels from the XML annotations (SPEC A.2).
+    # --- Image-level labels from the XML annotations (docs/method.md A.2).
     xml_paths = [str(voc_root / "Annotations" / f"{i}.xml") for i in labelled]
     labels = {}
     for image_id, result in zip(labelled, parallel_map(_read_labels_task, xml_paths, workers, desc="voc labels")):

@@ -1,4 +1,4 @@
-"""torchvision ResNets arranged as the SIPE backbone (SPEC B.1).
+"""torchvision ResNets arranged as the SIPE backbone (docs/method.md B.1).
 
 - Output stride 16: layer4's first block keeps stride 1 and uses NO dilation, so layer3 and
   layer4 share the s16 grid of ceil(H/16) × ceil(W/16).
@@ -21,7 +21,8 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from sipe.errors import SipeError
-from sipe.models.checkpoint import read_torch_file
+from sipe.io import read_torch_file
+from sipe.models.checkpoint import state_mismatch
 
 # name -> (block, blocks per layer, torchvision weights enum name)
 _ARCHS = {
@@ -35,7 +36,7 @@ STAGE_NAMES = ("stage0", "stage1", "stage2", "stage3", "stage4")
 
 
 def freeze_bn(module: nn.Module) -> nn.Module:
-    """Put every BatchNorm of ``module`` into eval mode: running statistics are used and never updated (SPEC B.1)."""
+    """Put every BatchNorm of ``module`` into eval mode: running statistics are used and never updated (docs/method.md B.1)."""
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
@@ -43,7 +44,7 @@ def freeze_bn(module: nn.Module) -> nn.Module:
 
 
 class FrozenBNResNet(ResNet):
-    """A torchvision ``ResNet`` whose ``train()`` never takes BatchNorm out of eval mode (SPEC B.1 "FixedBatchNorm")."""
+    """A torchvision ``ResNet`` whose ``train()`` never takes BatchNorm out of eval mode (docs/method.md B.1 "FixedBatchNorm")."""
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -57,7 +58,7 @@ def stage_channels(name: str) -> tuple[int, int, int, int, int]:
 
 
 def backbone_stages(resnet: ResNet) -> list[nn.Sequential]:
-    """The five backbone stages (SPEC B.1): stage0 = conv1+bn1+relu+maxpool, stage1..4 = layer1..4.
+    """The five backbone stages (docs/method.md B.1): stage0 = conv1+bn1+relu+maxpool, stage1..4 = layer1..4.
 
     The returned ``nn.Sequential`` objects share the ResNet's modules; do not register them on
     another module (that would alias every key in its state dict, as the authors' checkpoint does).
@@ -78,7 +79,7 @@ def imagenet_weights_file(name: str) -> Path:
 
 
 def build_resnet(name: str, weights: str | os.PathLike | None) -> FrozenBNResNet:
-    """A torchvision ResNet (18/34/50/101) with output stride 16, frozen BN statistics and a frozen stem (SPEC B.1).
+    """A torchvision ResNet (18/34/50/101) with output stride 16, frozen BN statistics and a frozen stem (docs/method.md B.1).
 
     ``weights``: ``None`` = random init (torchvision's), ``"imagenet"`` = torchvision IMAGENET1K_V1 from
     the torch hub cache (never downloaded; a one-line ``SipeError`` names the file to place and where),
@@ -109,7 +110,7 @@ def _arch(name: str):
 
 
 def _stride_one_layer4(model: ResNet) -> None:
-    """Turn layer4's stride 2 into stride 1 without dilation (SPEC B.1: strides 2,2,2,1, dilations 1,1,1,1)."""
+    """Turn layer4's stride 2 into stride 1 without dilation (docs/method.md B.1: strides 2,2,2,1, dilations 1,1,1,1)."""
     first = model.layer4[0]
     strided = first.conv1 if isinstance(first, BasicBlock) else first.conv2  # the 3×3 conv carries the stride
     strided.stride = (1, 1)
@@ -121,18 +122,7 @@ def _load_torchvision_state(model: ResNet, path: Path, name: str) -> None:
     state = read_torch_file(path, f"{name} weights")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SipeError(f"{path}: not a torchvision state dict (expected a flat dict of tensors)")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith("fc.")]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (first {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (first {unexpected[0]})")
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches (first {wrong[0]}: {tuple(state[wrong[0]].shape)} "
-                        f"vs {tuple(own[wrong[0]].shape)})")
-    if problems:
-        raise SipeError(f"{path}: does not match torchvision {name}: {'; '.join(problems)}")
+    problem = state_mismatch(model.state_dict(), state, optional=("fc.",))
+    if problem:
+        raise SipeError(f"{path}: does not match torchvision {name} ({problem})")
     model.load_state_dict(state, strict=False)

@@ -1,39 +1,60 @@
-"""SIPENet checkpoints: ``{"model": state_dict, "config": SIPENet kwargs, "meta": {...}}`` (DESIGN "Data formats").
+"""The model contract: one file format and one save/load path for SIPENet, IRN and DeepLabV2.
 
-Written atomically (``sipe.io.save_torch``) and read with ``torch.load(weights_only=True)``;
-every failure is a one-line ``SipeError`` naming the file.
+A model file is ``{"model": state_dict, "config": model.config, "meta": {...}}`` (docs/architecture.md,
+"Data formats"), written atomically (:func:`sipe.io.save_torch`) and read with
+``torch.load(weights_only=True)``. A network takes part by deriving from :class:`SavedModel`:
+its ``config`` holds its constructor settings, so :func:`load_model` rebuilds it without any weights
+file, checks the config against what the caller expects and the saved tensors against the network's
+keys and shapes, and fails with one line naming the file.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import torch
+from torch import nn
 
-from sipe.errors import SipeError
-from sipe.io import save_torch
+from sipe.errors import SipeError, one_line
+from sipe.io import read_torch_file, save_torch
 
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def read_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
-    """``torch.load(path, map_location="cpu", weights_only=True)``; one-line errors for a missing or corrupt file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SipeError(f"{path}: {what} file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip/pickle/EOF errors, or weights_only refusing an object
-        raise SipeError(f"{path}: cannot read {what} (corrupt or not a weights-only torch file: "
-                        f"{type(exc).__name__}: {_first_line(exc)})") from None
+# What a caller may require of a checkpoint's config, and the message when it differs.
+_EXPECTED = {
+    "num_classes": "checkpoint has {got} classes, expected {want}",
+    "backbone": "{label} checkpoint is for backbone {got}, but sipe.backbone is {want} "
+                "(retrain {label} or set sipe.backbone)",
+}
 
 
-def save_model(path: str | os.PathLike, model, **meta) -> None:
+class SavedModel(nn.Module):
+    """Base of every network saved by the pipeline (the ``segmentation_models.pytorch`` pattern).
+
+    Subclasses set ``config`` (JSON-like constructor settings, a ``weights`` entry included or not),
+    ``LABEL`` (the kind of file in messages) and ``MARKER`` (a config key no other network's config has).
+    """
+
+    LABEL: ClassVar[str] = "model"
+    MARKER: ClassVar[str] = ""
+    config: dict
+
+    @classmethod
+    def from_config(cls, config: dict) -> SavedModel:
+        """The network of a saved ``config``, randomly initialised (never reads a weights file)."""
+        return cls(**{**config, "weights": None})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device="cpu", **expected) -> SavedModel:
+        """:func:`load_model` for this class."""
+        return load_model(path, cls, device, **expected)
+
+    def save(self, path: str | os.PathLike, **meta) -> None:
+        """:func:`save_model` of this network."""
+        save_model(path, self, **meta)
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, **meta) -> None:
     """Write ``{"model": state_dict, "config": model.config, "meta": meta}`` atomically (tensors moved to CPU).
 
     ``meta`` must hold only what ``torch.load(weights_only=True)`` accepts (numbers, strings, lists,
@@ -43,41 +64,54 @@ def save_model(path: str | os.PathLike, model, **meta) -> None:
     save_torch(path, {"model": state, "config": dict(model.config), "meta": meta})
 
 
-def load_sipe(path: str | os.PathLike, num_classes: int | None = None, device="cpu"):
-    """Rebuild the ``SIPENet`` saved by :func:`save_model` (no ImageNet file needed) and load its weights.
+def load_model(path: str | os.PathLike, cls: type[SavedModel], device="cpu", **expected) -> SavedModel:
+    """The ``cls`` network saved in ``path``, with its weights, on ``device``, in eval mode.
 
-    One-line ``SipeError`` for a missing or corrupt file, a class-count mismatch with ``num_classes``,
-    missing/unexpected keys or a state dict that does not fit the saved architecture.
+    ``expected`` config values (``num_classes=``, ``backbone=``; ``None`` = any) must match. One-line
+    :class:`SipeError` for a missing or corrupt file, another network's file, a mismatch with
+    ``expected``, a config ``cls`` refuses, or tensors that do not fit the rebuilt network.
     """
-    from sipe.models.sipe_net import SIPENet  # late import: sipe_net -> backbone -> this module
-
     path = Path(path)
-    ckpt = read_torch_file(path, "SIPE checkpoint")
-    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("config"), dict)):
-        raise SipeError(f"{path}: not a SIPE checkpoint (expected a dict with 'model' and 'config')")
-    config = dict(ckpt["config"])
-    saved_classes = config.get("num_classes")
-    if num_classes is not None and saved_classes != num_classes:
-        raise SipeError(f"{path}: checkpoint has {saved_classes} classes, expected {num_classes}")
+    ckpt = read_torch_file(path, f"{cls.LABEL} checkpoint")
+    config = ckpt.get("config") if isinstance(ckpt, dict) else None
+    if not (isinstance(config, dict) and isinstance(ckpt.get("model"), dict) and cls.MARKER in config):
+        article = "an" if cls.LABEL[0] in "AEIOU" else "a"
+        raise SipeError(f"{path}: not {article} {cls.LABEL} checkpoint (expected 'model' and {article} "
+                        f"{cls.LABEL} 'config'; train it with the pipeline or convert it)")
+    for key, want in expected.items():
+        if want is not None and config.get(key) != want:
+            message = _EXPECTED[key].format(got=config.get(key), want=want, label=cls.LABEL)
+            raise SipeError(f"{path}: {message}")
     try:
-        model = SIPENet(**{**config, "weights": None})
-    except (TypeError, ValueError, SipeError) as exc:
-        raise SipeError(f"{path}: bad model config in checkpoint: {_first_line(exc)}") from None
-    state = ckpt["model"]
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
+        model = cls.from_config(config)
+    except (TypeError, ValueError, KeyError, SipeError) as exc:
+        raise SipeError(f"{path}: bad model config in the {cls.LABEL} checkpoint: {one_line(exc, 160)}") from None
+    problem = state_mismatch(model.state_dict(), ckpt["model"])
+    if problem:
+        raise SipeError(f"{path}: weights do not fit a {config.get('backbone')} {cls.__name__} ({problem}): "
+                        f"wrong architecture or incomplete file")
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def state_mismatch(own: dict, state: dict, optional: tuple[str, ...] = ()) -> str:
+    """How the tensors ``state`` fail to fit the state dict ``own`` ("" when they fit): counts of the
+    missing, unexpected and mis-shaped keys and the first offender. Keys of ``own`` starting with one
+    of ``optional`` may be absent."""
+    missing = [k for k in own if k not in state and not k.startswith(optional)]
     unexpected = [k for k in state if k not in own]
-    if unexpected:
-        raise SipeError(f"{path}: checkpoint has {len(unexpected)} keys unknown to the {config.get('backbone')} "
-                        f"SIPENet (first {unexpected[0]}) and lacks {len(missing)}: wrong architecture")
+    wrong = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
+    if not (missing or unexpected or wrong):
+        return ""
     if missing:
-        raise SipeError(f"{path}: checkpoint lacks {len(missing)} keys of the {config.get('backbone')} SIPENet "
-                        f"(first {missing[0]}): incomplete file or wrong architecture")
-    wrong = [k for k in own if not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape]
-    if wrong:
-        k = wrong[0]
-        got = tuple(state[k].shape) if isinstance(state[k], torch.Tensor) else type(state[k]).__name__
-        raise SipeError(f"{path}: {len(wrong)} tensors do not fit the {config.get('backbone')} SIPENet with "
-                        f"{saved_classes} classes (first {k}: {got} vs {tuple(own[k].shape)}): wrong architecture")
-    model.load_state_dict(state)
-    return model.to(device)
+        first = f"the file lacks {len(missing)} keys, first {missing[0]}"
+    elif unexpected:
+        first = f"first unexpected key {unexpected[0]}"
+    else:
+        got = state[wrong[0]]
+        got = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        first = f"first {wrong[0]}: {got} vs {tuple(own[wrong[0]].shape)}"
+    return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped keys; {first}"
+
+
+__all__ = ["SavedModel", "load_model", "save_model", "state_mismatch"]

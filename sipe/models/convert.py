@@ -1,6 +1,11 @@
-"""Import the SIPE authors' checkpoint (``{'net': state_dict}``, SPEC C) as a resnet50 SIPENet checkpoint.
+"""Converters of other projects' weights into the pipeline's files.
 
-The authors' state dict names most tensors several times (the module is registered under
+* :func:`convert_reference_checkpoint`: the SIPE authors' checkpoint (``{'net': state_dict}``, docs/method.md C)
+  → a resnet50 SIPENet model file;
+* :func:`convert_deeplab_init`: deeplab-pytorch's Caffe-converted COCO initialisation (docs/method.md G.2 "Init")
+  → a torchvision-format ResNet-101 state dict for ``deeplab.weights``.
+
+The authors' SIPE state dict names most tensors several times (the module is registered under
 several parents). Canonical names and the aliases of the same tensor:
 
 =========================  ==============================================  ==========================
@@ -27,7 +32,9 @@ from pathlib import Path
 import torch
 
 from sipe.errors import SipeError
-from sipe.models.checkpoint import read_torch_file, save_model
+from sipe.io import read_torch_file, save_torch
+from sipe.models.backbone import build_resnet
+from sipe.models.checkpoint import save_model
 from sipe.models.sipe_net import SIPENet
 
 _RULES = (  # (pattern, SIPENet key template, canonical?)
@@ -97,3 +104,67 @@ def convert_reference_checkpoint(src: str | os.PathLike, out: str | os.PathLike,
     model.load_state_dict({name: state[key] for name, key in filled.items()})
     save_model(out, model, converted_from=str(src), source_format="sipe-authors")
     return model
+
+
+# ----------------------------------------------------------------------------------------------
+# deeplab-pytorch's Caffe-converted initialisation (docs/method.md G.2 "Init")
+# ----------------------------------------------------------------------------------------------
+
+_BRANCH = {"reduce": "conv1", "conv3x3": "conv2", "increase": "conv3"}
+
+
+def deeplab_init_key(key: str) -> str | None:
+    """The torchvision ResNet name of a deeplab-pytorch ResNet-101 key (``None`` for keys with no counterpart).
+
+    deeplab-pytorch names the stem ``layer1.conv1.{conv,bn}`` and the residual layers ``layer2``–``layer5``
+    with blocks ``block1…`` of branches ``reduce``/``conv3x3``/``increase``/``shortcut``, each a
+    ``conv`` + ``bn`` pair; torchvision's are ``conv1``/``bn1`` and ``layer1``–``layer4``, blocks
+    ``0…``, ``conv1..3``/``bn1..3`` and ``downsample.0``/``downsample.1``. A leading ``base.`` (the
+    MSC wrapper) is dropped; ASPP and classifier keys have no counterpart.
+    """
+    key = key.removeprefix("base.")
+    stem = re.fullmatch(r"layer1\.conv1\.(conv|bn)\.(\w+)", key)
+    if stem:
+        return f"{stem[1]}1.{stem[2]}"
+    block = re.fullmatch(r"layer([2-5])\.block(\d+)\.(reduce|conv3x3|increase|shortcut)\.(conv|bn)\.(\w+)", key)
+    if not block:
+        return None
+    layer, index, branch, kind, tensor = int(block[1]) - 1, int(block[2]) - 1, block[3], block[4], block[5]
+    if branch == "shortcut":
+        return f"layer{layer}.{index}.downsample.{0 if kind == 'conv' else 1}.{tensor}"
+    name = _BRANCH[branch]
+    return f"layer{layer}.{index}.{name if kind == 'conv' else name.replace('conv', 'bn')}.{tensor}"
+
+
+def convert_deeplab_init(src: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Convert deeplab-pytorch's ``deeplabv1_resnet101-coco.pth`` (or any of its ResNet-101 state dicts)
+    into a torchvision-format ResNet-101 state dict for ``deeplab.weights``; return the tensors written.
+
+    The file is checked against torchvision's ResNet-101: every backbone tensor must be present with
+    the right shape. Train with ``deeplab.style: caffe`` (BGR minus mean input, stride on the 1×1
+    conv), the encoding these weights were trained with.
+    """
+    state = read_torch_file(src, "DeepLab initialisation")
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SipeError(f"{src}: not a state dict of tensors")
+    converted = {}
+    for key, value in state.items():
+        name = deeplab_init_key(key)
+        if name is not None and not name.endswith("num_batches_tracked"):
+            converted[name] = value
+    own = {k: v for k, v in build_resnet("resnet101", None).state_dict().items() if not k.startswith("fc.")}
+    counters = {k for k in own if k.endswith("num_batches_tracked")}  # BN step counters: not weights
+    missing = [k for k in own if k not in converted and k not in counters]
+    wrong = [k for k in own if k in converted and converted[k].shape != own[k].shape]
+    if missing or wrong:
+        what = (f"{len(missing)} ResNet-101 tensors missing (first {missing[0]})" if missing
+                else f"{len(wrong)} shape mismatches (first {wrong[0]})")
+        raise SipeError(f"{src}: not a deeplab-pytorch ResNet-101: {what}")
+    save_torch(out, {k: own[k] if k in counters else converted[k].float().contiguous() for k in own})
+    return len(own) - len(counters)
+
+
+
+__all__ = ["convert_reference_checkpoint", "convert_deeplab_init", "deeplab_init_key"]

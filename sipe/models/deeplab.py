@@ -1,22 +1,22 @@
-"""DeepLabV2: dilated ResNet at output stride 8, ASPP v2 and multi-scale inputs (SPEC G.1, G.2).
+"""DeepLabV2: dilated ResNet at output stride 8, ASPP v2 and multi-scale inputs (docs/method.md G.1, G.2).
 
 The final, fully supervised stage of the pipeline trains this network on the pseudo labels.
 
 - **Backbone**: a torchvision ResNet (18/34/50/101, built by :func:`sipe.models.backbone.build_resnet`)
   with layer3 at dilation 2 and layer4 at dilation 4 in *every* block, stride 1 in both, so the
-  output stride is 8 (SPEC G.1 layer4/layer5). The stem's max-pool uses ``ceil_mode=True``.
+  output stride is 8 (docs/method.md G.1, where they are deeplab-pytorch's layer4/layer5). The stem's max-pool uses ``ceil_mode=True``.
 - **Deliberate deviation (stride placement)**: the reference ResNet-101 is Caffe/MSRA style, with
   the stride of a bottleneck on its first 1×1 conv; torchvision puts it on the 3×3 conv. We use
   torchvision models, so ``style="torchvision"`` (the default) keeps torchvision's placement.
   ``style="caffe"`` moves layer2's stride back onto the 1×1 conv and switches the input to the
   reference's BGR-minus-mean encoding: use it with weights converted from deeplab-pytorch's
-  Caffe-trained COCO initialisation (:func:`convert_deeplab_init`, docs/reproducing.md).
+  Caffe-trained COCO initialisation (:func:`sipe.models.convert.convert_deeplab_init`, docs/reproducing.md).
 - **ASPP v2**: four parallel 3×3 convs, backbone features → classes, dilation = padding = 6, 12,
   18, 24, with bias, weights N(0, 0.01), bias 0; their outputs are summed (no BN, no ReLU).
 - **MSC**: the image at 1.0 and at each of ``scales`` (bilinear, ``align_corners=False``); the
   forward pass returns the logits of every scale plus their pixelwise max after bilinear resizing
   to the 1.0 logit size. Training uses all of them; inference uses the last one (the max).
-- **Frozen BN** (SPEC G.2 ``freeze_bn``): every BatchNorm stays in eval mode (running statistics,
+- **Frozen BN** (docs/method.md G.2 ``freeze_bn``): every BatchNorm stays in eval mode (running statistics,
   never updated) and its affine parameters get no gradient. Conv weights of the whole backbone,
   stem included, are trained.
 """
@@ -24,23 +24,20 @@ The final, fully supervised stage of the pipeline trains this network on the pse
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from sipe.data.segmentation import STYLES
 from sipe.errors import SipeError
-from sipe.io import save_torch
 from sipe.models.backbone import BACKBONES, build_resnet, freeze_bn, stage_channels
-from sipe.models.checkpoint import read_torch_file
+from sipe.models.checkpoint import SavedModel, load_model
 
-ASPP_RATES = (6, 12, 18, 24)      # SPEC G.1
-MSC_SCALES = (0.5, 0.75)          # SPEC G.1, in addition to 1.0
-DILATIONS = {"layer3": 2, "layer4": 4}  # SPEC G.1: output stride 8
+ASPP_RATES = (6, 12, 18, 24)      # docs/method.md G.1
+MSC_SCALES = (0.5, 0.75)          # docs/method.md G.1, in addition to 1.0
+STYLES = ("torchvision", "caffe")  # weights' input encoding and stride placement (module docstring)
+DILATIONS = {"layer3": 2, "layer4": 4}  # docs/method.md G.1: output stride 8
 
 
 def dilate_layer(layer: nn.Sequential, dilation: int) -> None:
@@ -57,14 +54,14 @@ def dilate_layer(layer: nn.Sequential, dilation: int) -> None:
 
 
 def caffe_stride(layer: nn.Sequential) -> None:
-    """Move the stride of a bottleneck layer's first block from the 3×3 conv to the 1×1 "reduce" conv (SPEC G.1)."""
+    """Move the stride of a bottleneck layer's first block from the 3×3 conv to the 1×1 "reduce" conv (docs/method.md G.1)."""
     first = layer[0]
     if isinstance(first, Bottleneck) and first.conv2.stride != (1, 1):
         first.conv1.stride, first.conv2.stride = first.conv2.stride, (1, 1)
 
 
 class ASPP(nn.Module):
-    """ASPP v2 (SPEC G.1): the sum of parallel dilated 3×3 convs, one per rate, straight to class logits."""
+    """ASPP v2 (docs/method.md G.1): the sum of parallel dilated 3×3 convs, one per rate, straight to class logits."""
 
     def __init__(self, in_channels: int, num_classes: int, rates=ASPP_RATES):
         super().__init__()
@@ -78,8 +75,8 @@ class ASPP(nn.Module):
         return torch.stack([branch(x) for branch in self.branches]).sum(dim=0)
 
 
-class DeepLabV2(nn.Module):
-    """DeepLabV2-MSC (SPEC G.1).
+class DeepLabV2(SavedModel):
+    """DeepLabV2-MSC (docs/method.md G.1).
 
     ``num_classes`` counts background (VOC 21). ``weights``: ``None`` (random), ``"imagenet"``
     (torchvision's file in the torch hub cache, never downloaded) or the path of a torchvision-format
@@ -87,6 +84,8 @@ class DeepLabV2(nn.Module):
     ``forward(x [N,3,H,W])`` returns ``[logits@1.0, logits@scales[0], …, max-fused]``, each
     [N, num_classes, h, w] at the size of its own input / 8 (the fused one at the 1.0 size).
     """
+
+    LABEL, MARKER = "DeepLab", "style"
 
     def __init__(self, num_classes: int, backbone: str = "resnet101", weights: str | os.PathLike | None = None,
                  style: str = "torchvision", scales=MSC_SCALES):
@@ -135,7 +134,7 @@ class DeepLabV2(nn.Module):
         return outputs + [torch.stack(resized).amax(dim=0)]
 
     def parameter_groups(self) -> list[dict]:
-        """SPEC G.2 groups for :func:`sipe.training.make_sgd`: backbone conv weights (lr 1×), ASPP weights
+        """docs/method.md G.2 groups for :func:`sipe.training.make_sgd`: backbone conv weights (lr 1×), ASPP weights
         (10×) and ASPP biases (20×, no weight decay). BatchNorm parameters are in no group."""
         return [
             {"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr_mult": 1.0, "name": "backbone"},
@@ -146,87 +145,9 @@ class DeepLabV2(nn.Module):
 
 
 def load_deeplab(path: str | os.PathLike, num_classes: int | None = None, device="cpu") -> DeepLabV2:
-    """Rebuild the DeepLabV2 that :func:`sipe.models.checkpoint.save_model` wrote and load its weights.
-
-    One-line ``SipeError`` for a missing or corrupt file, a class-count mismatch or weights that do
-    not fit the saved architecture.
-    """
-    path = Path(path)
-    ckpt = read_torch_file(path, "DeepLab checkpoint")
-    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("config"), dict)
-            and "style" in ckpt["config"]):
-        raise SipeError(f"{path}: not a DeepLab checkpoint (expected 'model' and a DeepLab 'config')")
-    config = dict(ckpt["config"])
-    if num_classes is not None and config.get("num_classes") != num_classes:
-        raise SipeError(f"{path}: checkpoint has {config.get('num_classes')} classes, expected {num_classes}")
-    try:
-        model = DeepLabV2(**config)
-        model.load_state_dict(ckpt["model"])
-    except (TypeError, RuntimeError, SipeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SipeError(f"{path}: weights do not fit a {config.get('backbone')} DeepLabV2: {first[:200]}") from None
-    return model.to(device).eval()
-
-
-# ----------------------------------------------------------------------------------------------
-# deeplab-pytorch's Caffe-converted initialisation (SPEC G.2 "Init")
-# ----------------------------------------------------------------------------------------------
-
-_BRANCH = {"reduce": "conv1", "conv3x3": "conv2", "increase": "conv3"}
-
-
-def deeplab_init_key(key: str) -> str | None:
-    """The torchvision ResNet name of a deeplab-pytorch ResNet-101 key (``None`` for keys with no counterpart).
-
-    deeplab-pytorch names the stem ``layer1.conv1.{conv,bn}`` and the residual layers ``layer2``–``layer5``
-    with blocks ``block1…`` of branches ``reduce``/``conv3x3``/``increase``/``shortcut``, each a
-    ``conv`` + ``bn`` pair; torchvision's are ``conv1``/``bn1`` and ``layer1``–``layer4``, blocks
-    ``0…``, ``conv1..3``/``bn1..3`` and ``downsample.0``/``downsample.1``. A leading ``base.`` (the
-    MSC wrapper) is dropped; ASPP and classifier keys have no counterpart.
-    """
-    key = key.removeprefix("base.")
-    stem = re.fullmatch(r"layer1\.conv1\.(conv|bn)\.(\w+)", key)
-    if stem:
-        return f"{stem[1]}1.{stem[2]}"
-    block = re.fullmatch(r"layer([2-5])\.block(\d+)\.(reduce|conv3x3|increase|shortcut)\.(conv|bn)\.(\w+)", key)
-    if not block:
-        return None
-    layer, index, branch, kind, tensor = int(block[1]) - 1, int(block[2]) - 1, block[3], block[4], block[5]
-    if branch == "shortcut":
-        return f"layer{layer}.{index}.downsample.{0 if kind == 'conv' else 1}.{tensor}"
-    name = _BRANCH[branch]
-    return f"layer{layer}.{index}.{name if kind == 'conv' else name.replace('conv', 'bn')}.{tensor}"
-
-
-def convert_deeplab_init(src: str | os.PathLike, out: str | os.PathLike) -> int:
-    """Convert deeplab-pytorch's ``deeplabv1_resnet101-coco.pth`` (or any of its ResNet-101 state dicts)
-    into a torchvision-format ResNet-101 state dict for ``deeplab.weights``; return the tensors written.
-
-    The file is checked against torchvision's ResNet-101: every backbone tensor must be present with
-    the right shape. Train with ``deeplab.style: caffe`` (BGR minus mean input, stride on the 1×1
-    conv), the encoding these weights were trained with.
-    """
-    state = read_torch_file(src, "DeepLab initialisation")
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SipeError(f"{src}: not a state dict of tensors")
-    converted = {}
-    for key, value in state.items():
-        name = deeplab_init_key(key)
-        if name is not None and not name.endswith("num_batches_tracked"):
-            converted[name] = value
-    own = {k: v for k, v in build_resnet("resnet101", None).state_dict().items() if not k.startswith("fc.")}
-    counters = {k for k in own if k.endswith("num_batches_tracked")}  # BN step counters: not weights
-    missing = [k for k in own if k not in converted and k not in counters]
-    wrong = [k for k in own if k in converted and converted[k].shape != own[k].shape]
-    if missing or wrong:
-        what = (f"{len(missing)} ResNet-101 tensors missing (first {missing[0]})" if missing
-                else f"{len(wrong)} shape mismatches (first {wrong[0]})")
-        raise SipeError(f"{src}: not a deeplab-pytorch ResNet-101: {what}")
-    save_torch(out, {k: own[k] if k in counters else converted[k].float().contiguous() for k in own})
-    return len(own) - len(counters)
+    """The DeepLabV2 saved in ``path`` (:func:`sipe.models.checkpoint.load_model`), checked for ``num_classes``."""
+    return load_model(path, DeepLabV2, device, num_classes=num_classes)
 
 
 __all__ = ["ASPP_RATES", "MSC_SCALES", "STYLES", "BACKBONES", "DeepLabV2", "ASPP", "dilate_layer", "caffe_stride",
-           "load_deeplab", "deeplab_init_key", "convert_deeplab_init"]
+           "load_deeplab"]

@@ -1,4 +1,4 @@
-"""IRN, the inter-pixel relation network of Ahn et al. (CVPR 2019), as SIPE uses it (SPEC F.2).
+"""IRN, the inter-pixel relation network of Ahn et al. (CVPR 2019), as SIPE uses it (docs/method.md F.2).
 
 A frozen ResNet (the SIPE backbone: stride 16, frozen BN, every stage output detached and never
 trained) feeds two heads at stride 4:
@@ -8,32 +8,31 @@ trained) feeds two heads at stride 4:
   boundary logit per stride-4 cell;
 * the **displacement branch**: dp1–dp5 on the stages (64/128/256/256/256 channels, GroupNorm 8/16),
   dp6 fuses the stride-8 features and upsamples them, dp7 fuses everything at stride 4 into a
-  2-channel displacement field (dy, dx). It is trained (SPEC F.4) but unused for semantic pseudo
+  2-channel displacement field (dy, dx). It is trained (docs/method.md F.4) but unused for semantic pseudo
   labels; the mean-shift layer the reference applies to it at inference serves instance
   segmentation only and is not part of this model.
 
 State-dict keys: ``backbone.<torchvision key>`` (no ``fc``), ``edge1..edge6.*``, ``dp1..dp7.*``.
-Checkpoints are written by :func:`sipe.models.checkpoint.save_model` and read by :func:`load_irn`.
+Saved and loaded through :mod:`sipe.models.checkpoint` (:func:`load_irn`).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from sipe.errors import ConfigError, SipeError
+from sipe.errors import ConfigError
 from sipe.models.backbone import BACKBONES, backbone_stages, build_resnet, freeze_bn, stage_channels
-from sipe.models.checkpoint import read_torch_file
+from sipe.models.checkpoint import SavedModel, load_model
 
 MODEL_KIND = "irn"
 EDGE_CHANNELS = 32
 
 
 def _head(c_in: int, c_out: int, groups: int, upsample: int = 1) -> nn.Sequential:
-    """1×1 conv (no bias) → GroupNorm → [bilinear ×upsample, align_corners=False] → ReLU (SPEC F.2)."""
+    """1×1 conv (no bias) → GroupNorm → [bilinear ×upsample, align_corners=False] → ReLU (docs/method.md F.2)."""
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 1, bias=False), nn.GroupNorm(groups, c_out)]
     if upsample > 1:
         layers.append(nn.Upsample(scale_factor=upsample, mode="bilinear", align_corners=False))
@@ -45,8 +44,10 @@ def _crop(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x[..., :like.shape[-2], :like.shape[-1]]
 
 
-class IRN(nn.Module):
-    """The IRN of SPEC F.2 on a torchvision ResNet; ``forward`` → (edge logits [N,1,h4,w4], displacement [N,2,h4,w4])."""
+class IRN(SavedModel):
+    """The IRN of docs/method.md F.2 on a torchvision ResNet; ``forward`` → (edge logits [N,1,h4,w4], displacement [N,2,h4,w4])."""
+
+    LABEL, MARKER = "IRN", "model"  # config["model"] == MODEL_KIND
 
     def __init__(self, backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet"):
         super().__init__()
@@ -55,7 +56,7 @@ class IRN(nn.Module):
         self.config = {"model": MODEL_KIND, "backbone": backbone, "weights": None if weights is None else str(weights)}
         self.backbone = build_resnet(backbone, weights)
         self.backbone.fc = nn.Identity()
-        self.backbone.requires_grad_(False)  # fully frozen: not in the optimizer, outputs detached (SPEC F.2)
+        self.backbone.requires_grad_(False)  # fully frozen: not in the optimizer, outputs detached (docs/method.md F.2)
 
         c1, c2, c3, c4, c5 = stage_channels(backbone)
         self.edge1 = _head(c1, EDGE_CHANNELS, 4)
@@ -73,6 +74,11 @@ class IRN(nn.Module):
         self.dp6 = _head(768, 256, 16, upsample=2)
         self.dp7 = nn.Sequential(nn.Conv2d(448, 256, 1, bias=False), nn.GroupNorm(16, 256), nn.ReLU(inplace=True),
                                  nn.Conv2d(256, 2, 1, bias=False))
+
+    @classmethod
+    def from_config(cls, config: dict) -> IRN:
+        """The config holds the kind marker ``model`` besides the constructor's ``backbone`` and ``weights``."""
+        return cls(config["backbone"], weights=None)
 
     def train(self, mode: bool = True):
         """Train/eval mode for the heads; the backbone (and its BatchNorm) always stays in eval mode."""
@@ -96,14 +102,14 @@ class IRN(nn.Module):
         return features
 
     def edge_logits(self, stages: list[torch.Tensor]) -> torch.Tensor:
-        """Boundary logits [N,1,h4,w4] from the stage outputs (SPEC F.2 edge branch)."""
+        """Boundary logits [N,1,h4,w4] from the stage outputs (docs/method.md F.2 edge branch)."""
         x1, x2, x3, x4, x5 = stages
         e2 = self.edge2(x2)
         parts = [self.edge1(x1), e2, _crop(self.edge3(x3), e2), _crop(self.edge4(x4), e2), _crop(self.edge5(x5), e2)]
         return self.edge6(torch.cat(parts, dim=1))
 
     def displacement(self, stages: list[torch.Tensor]) -> torch.Tensor:
-        """Displacement field [N,2,h4,w4] from the stage outputs (SPEC F.2 displacement branch)."""
+        """Displacement field [N,2,h4,w4] from the stage outputs (docs/method.md F.2 displacement branch)."""
         x1, x2, x3, x4, x5 = stages
         d2, d3 = self.dp2(x2), self.dp3(x3)
         d6 = self.dp6(torch.cat([d3, _crop(self.dp4(x4), d3), _crop(self.dp5(x5), d3)], dim=1))
@@ -115,36 +121,11 @@ class IRN(nn.Module):
 
     @torch.no_grad()
     def edge(self, images: torch.Tensor) -> torch.Tensor:
-        """Boundary logits only (inference for pseudo labels, SPEC F.5 step 1)."""
+        """Boundary logits only (inference for pseudo labels, docs/method.md F.5 step 1)."""
         return self.edge_logits(self.stages(images))
 
 
 def load_irn(path: str | os.PathLike, backbone: str | None = None, device="cpu") -> IRN:
-    """The IRN saved by ``save_model`` (its backbone weights included; no ImageNet file needed).
-
-    One-line :class:`SipeError` for a missing or corrupt file, a file that is not an IRN checkpoint,
-    a checkpoint for another backbone than ``backbone``, or weights that do not fit the model.
-    """
-    path = Path(path)
-    ckpt = read_torch_file(path, "IRN checkpoint")
-    config = ckpt.get("config") if isinstance(ckpt, dict) else None
-    if not (isinstance(config, dict) and config.get("model") == MODEL_KIND and isinstance(ckpt.get("model"), dict)):
-        raise SipeError(f"{path}: not an IRN checkpoint (expected 'model' and an IRN 'config'; train it with train-irn)")
-    if backbone is not None and config.get("backbone") != backbone:
-        raise SipeError(f"{path}: IRN checkpoint is for backbone {config.get('backbone')}, but sipe.backbone is "
-                        f"{backbone} (retrain IRN or set sipe.backbone)")
-    try:
-        model = IRN(config["backbone"], weights=None)
-    except (KeyError, SipeError) as exc:
-        raise SipeError(f"{path}: bad IRN config in checkpoint ({exc})") from None
-    state, own = ckpt["model"], model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
-    if missing or unexpected or wrong:
-        first = (missing or unexpected or wrong)[0]
-        raise SipeError(f"{path}: weights do not fit the {config['backbone']} IRN ({len(missing)} missing, "
-                        f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped keys; first: {first})")
-    model.load_state_dict(state)
-    return model.to(device).eval()
-
+    """The IRN saved in ``path`` (:func:`sipe.models.checkpoint.load_model`; its backbone weights included),
+    checked for ``backbone``."""
+    return load_model(path, IRN, device, backbone=backbone)

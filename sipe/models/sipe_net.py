@@ -1,8 +1,9 @@
-"""The SIPE network (SPEC B.1–B.7): ResNet backbone, hierarchical side features, CAM + background,
+"""The SIPE network (docs/method.md B.1–B.7): ResNet backbone, hierarchical side features, CAM + background,
 structure-aware seeds, image-specific prototypes and IS-CAM.
 
 State-dict keys: ``backbone.<torchvision ResNet key>`` (no ``fc``), ``side1..side4.weight``,
-``classifier.weight``. The paper's math lives in :mod:`sipe.ipe`.
+``classifier.weight``. The paper's math lives in :mod:`sipe.ipe`. Saved and loaded through
+:mod:`sipe.models.checkpoint` (:func:`load_sipe`).
 """
 
 from __future__ import annotations
@@ -16,26 +17,29 @@ from torch import nn
 from sipe import ipe
 from sipe.errors import ConfigError
 from sipe.models.backbone import BACKBONES, backbone_stages, build_resnet, freeze_bn, stage_channels
+from sipe.models.checkpoint import SavedModel, load_model
 
 SEED_METHODS = ("structure", "threshold", "argmax")
 PROTOTYPE_FEATURES = ("hierarchical", "semantic")
-SIDE_CHANNELS = (128, 128, 256, 256)  # SPEC B.2: side1..side4 → 768-d hierarchical feature
+SIDE_CHANNELS = (128, 128, 256, 256)  # docs/method.md B.2: side1..side4 → 768-d hierarchical feature
 NORM_EPS = 1e-5
 
 
 def _l2_normalise(x: torch.Tensor) -> torch.Tensor:
-    """Per-pixel L2 normalisation over channels, S / (‖S‖₂ + 1e-5) (SPEC B.2)."""
+    """Per-pixel L2 normalisation over channels, S / (‖S‖₂ + 1e-5) (docs/method.md B.2)."""
     return x / (x.norm(dim=1, keepdim=True) + NORM_EPS)
 
 
-class SIPENet(nn.Module):
-    """SIPE (Chen et al., CVPR 2022) on a stride-16 ResNet; see ``docs/interfaces-phase2.md``.
+class SIPENet(SavedModel):
+    """SIPE (Chen et al., CVPR 2022) on a stride-16 ResNet (docs/method.md B).
 
     Ablation switches (paper Fig. 8 / Table 3): ``seed_method`` structure (eq. 3–5) | threshold
     (constant background ``seed_threshold``) | argmax; ``prototype_feature`` hierarchical (768-d,
-    SPEC B.2) | semantic (layer4 output); ``background_prototype=False`` replaces the IS-CAM
+    docs/method.md B.2) | semantic (layer4 output); ``background_prototype=False`` replaces the IS-CAM
     background channel by 1 − max of its foreground channels.
     """
+
+    LABEL, MARKER = "SIPE", "seed_method"
 
     def __init__(self, num_classes: int, backbone: str = "resnet50", weights: str | os.PathLike | None = "imagenet",
                  seed_method: str = "structure", seed_threshold: float = 0.3,
@@ -66,8 +70,8 @@ class SIPENet(nn.Module):
         self.bg_attenuation = float(bg_attenuation)
 
         self.backbone = build_resnet(backbone, weights)
-        self.backbone.fc = nn.Identity()  # classification head unused (SPEC B.1: fc dropped)
-        # Stages 0–2 never receive a gradient (their output is detached, SPEC B.1); with
+        self.backbone.fc = nn.Identity()  # classification head unused (docs/method.md B.1: fc dropped)
+        # Stages 0–2 never receive a gradient (their output is detached, docs/method.md B.1); with
         # requires_grad off, autograd also keeps none of their activations.
         for module in (self.backbone.layer1, self.backbone.layer2):
             module.requires_grad_(False)
@@ -80,21 +84,21 @@ class SIPENet(nn.Module):
 
     # -- modes and parameters ------------------------------------------------------------
     def train(self, mode: bool = True):
-        """Set the train/eval mode; BatchNorm stays in eval mode (frozen statistics, SPEC B.1)."""
+        """Set the train/eval mode; BatchNorm stays in eval mode (frozen statistics, docs/method.md B.1)."""
         super().train(mode)
         return freeze_bn(self)
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(backbone parameters that require grad = layer3/layer4, new layers = classifier + side1..4) (SPEC B.1, C)."""
+        """(backbone parameters that require grad = layer3/layer4, new layers = classifier + side1..4) (docs/method.md B.1, C)."""
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
         new = [p for m in (self.classifier, self.side1, self.side2, self.side3, self.side4) for p in m.parameters()]
         return backbone, new
 
     # -- shared trunk ------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone + side branches (SPEC B.1–B.2): (x4 [N,2048,h,w] semantic feature, hie_fea [N,768,h,w]).
+        """Backbone + side branches (docs/method.md B.1–B.2): (x4 [N,2048,h,w] semantic feature, hie_fea [N,768,h,w]).
 
-        The stage-2 output is detached (the gradient cut of SPEC B.1); the side convs see detached
+        The stage-2 output is detached (the gradient cut of docs/method.md B.1); the side convs see detached
         x1..x4, so only the GSC loss trains them and they send no gradient into the backbone.
         """
         # built per call, never registered: no aliased state-dict keys, and replicas (DataParallel) stay correct
@@ -113,7 +117,7 @@ class SIPENet(nn.Module):
         return x4, torch.cat(sides, dim=1)
 
     def _seeds(self, cams: torch.Tensor, feature: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One-hot seeds by the configured method (SPEC B.4 / paper Fig. 8); never carries autograd."""
+        """One-hot seeds by the configured method (docs/method.md B.4 / paper Fig. 8); never carries autograd."""
         with torch.no_grad():
             cams, feature = cams.detach(), feature.detach()
             if self.seed_method == "structure":
@@ -123,40 +127,40 @@ class SIPENet(nn.Module):
             return ipe.argmax_seeds(cams, mask)
 
     def _is_cam(self, seeds: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-        """Prototypes (eq. 6) and IS-CAM (eq. 7), SPEC B.5; without a background prototype the
+        """Prototypes (eq. 6) and IS-CAM (eq. 7), docs/method.md B.5; without a background prototype the
         background channel is 1 − max of the foreground IS-CAM channels."""
         if self.background_prototype:
             return ipe.is_cam(ipe.image_prototypes(seeds, feature), feature)
         fg = ipe.is_cam(ipe.image_prototypes(seeds[:, 1:], feature), feature)
         return torch.cat([1.0 - fg.amax(dim=1, keepdim=True), fg], dim=1)
 
-    # -- training path (SPEC B.7 left column) ------------------------------------------------
+    # -- training path (docs/method.md B.7 left column) ------------------------------------------------
     def forward(self, images: torch.Tensor, valid_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training forward: {score [N,C], cam [N,C+1,h,w] (masked M, the GSC target), seeds, is_cam}.
 
-        ``valid_mask`` [N,C+1,H,W] (1 = real pixel and class present, SPEC A.4) is nearest-resized to
-        the s16 grid; a [N,C+1,1,1] label (in-training validation, SPEC C) broadcasts the same way.
-        Seeds use the semantic feature x4 (SPEC B.7); prototypes and IS-CAM the hierarchical one.
+        ``valid_mask`` [N,C+1,H,W] (1 = real pixel and class present, docs/method.md A.4) is nearest-resized to
+        the s16 grid; a [N,C+1,1,1] label (in-training validation, docs/method.md C) broadcasts the same way.
+        Seeds use the semantic feature x4 (docs/method.md B.7); prototypes and IS-CAM the hierarchical one.
         """
         n, k = images.shape[0], self.num_classes + 1
         if valid_mask.dim() != 4 or valid_mask.shape[:2] != (n, k):
             raise ValueError(f"valid_mask must be [N={n}, C+1={k}, H, W], got {tuple(valid_mask.shape)}")
         x4, hie = self.features(images)
         cam = self.classifier(x4)
-        score = cam.mean(dim=(2, 3))  # GAP of the raw CAM (SPEC B.3)
+        score = cam.mean(dim=(2, 3))  # GAP of the raw CAM (docs/method.md B.3)
         valid = F.interpolate(valid_mask.to(cam), size=cam.shape[-2:], mode="nearest")
-        m = ipe.cam_with_background(cam) * valid  # background computed BEFORE masking (SPEC B.3)
+        m = ipe.cam_with_background(cam) * valid  # background computed BEFORE masking (docs/method.md B.3)
         seeds = self._seeds(m, x4, valid)
         is_cam = self._is_cam(seeds, hie if self.prototype_feature == "hierarchical" else x4)
         return {"score": score, "cam": m, "seeds": seeds, "is_cam": is_cam}
 
-    # -- inference path (SPEC B.7 right column) ----------------------------------------------
+    # -- inference path (docs/method.md B.7 right column) ----------------------------------------------
     @torch.no_grad()
     def infer(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference on [image, hflip(image)]: (ReLU'd flip-summed raw CAM [C,h,w], IS-CAM [C+1,h,w]).
 
         CAM and hie_fea are flip-summed before any normalisation; M is not masked; seeds come from
-        the flip-summed hie_fea with ``label`` ([C+1], label[0] = 1) as the mask (SPEC B.4, B.7).
+        the flip-summed hie_fea with ``label`` ([C+1], label[0] = 1) as the mask (docs/method.md B.4, B.7).
         """
         k = self.num_classes + 1
         if image.dim() != 4 or image.shape[0] != 1:
@@ -172,3 +176,8 @@ class SIPENet(nn.Module):
         seeds = self._seeds(m, hie, mask)
         feature = hie if self.prototype_feature == "hierarchical" else x4[:1] + x4[1:].flip(-1)
         return F.relu(cam[0]), self._is_cam(seeds, feature)[0]
+
+
+def load_sipe(path: str | os.PathLike, num_classes: int | None = None, device="cpu") -> SIPENet:
+    """The SIPENet saved in ``path`` (:func:`sipe.models.checkpoint.load_model`), checked for ``num_classes``."""
+    return load_model(path, SIPENet, device, num_classes=num_classes)

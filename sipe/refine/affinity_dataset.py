@@ -1,4 +1,4 @@
-"""IRN training samples: images with their IR labels, augmented together (SPEC F.4).
+"""IRN training samples: images with their IR labels, augmented together (docs/method.md F.4).
 
 Order, as in the reference: random scale s ~ U(low, high) (image PIL bicubic, labels PIL nearest,
 size (round(H·s), round(W·s))) → ImageNet normalisation → the same random h-flip for both →
@@ -9,7 +9,7 @@ the same random crop (image into a zero container, labels into a 255 container) 
     labels  int64   [crop/4, crop/4]   0..C, 255 = no pair label (uncertain or padding)
     id      str
 
-The pair labels (SPEC F.4) are built from ``labels`` on the training device
+The pair labels (docs/method.md F.4) are built from ``labels`` on the training device
 (:func:`sipe.refine.path_index.affinity_labels`), which keeps what workers pass around small.
 Randomness comes from an explicit generator (:meth:`AffinityDataset.sample`), drawn in the order
 scale, flip, crop row, crop column.
@@ -29,7 +29,6 @@ from sipe.data.manifest import DatasetManifest
 from sipe.data.transforms import normalize_image, random_crop, random_hflip, scaled_size
 from sipe.errors import DatasetError, first_offenders
 from sipe.io import IGNORE_INDEX, read_label_of_size
-
 
 
 class AffinityDataset(Dataset):

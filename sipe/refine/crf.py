@@ -1,11 +1,11 @@
-"""The label-based dense CRF of SIPE/IRN (SPEC E), on pydensecrf.
+"""The label-based dense CRF of SIPE/IRN (docs/method.md E), on pydensecrf.
 
 ``crf_inference_label`` turns a hard label map into a CRF-refined one: the unary puts probability
 ``gt_prob`` on the given label and spreads the rest evenly over the others; a Gaussian (position)
 and a bilateral (position + colour) Potts kernel smooth it along the image's colour edges; after
 ``iterations`` mean-field steps the label of each pixel is the argmax of Q. This is the only CRF
-the reference uses before DeepLab (SPEC E, F.1). ``crf_inference_probabilities`` is the
-softmax-based CRF of deeplab-pytorch (SPEC G.4) that DeepLab's inference uses; both run the same
+the reference uses before DeepLab (docs/method.md E, F.1). ``crf_inference_probabilities`` is the
+softmax-based CRF of deeplab-pytorch (docs/method.md G.4) that DeepLab's inference uses; both run the same
 mean-field set-up, :func:`dense_crf`, and differ only in the unary and the kernel settings.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CRFSettings:
-    """The parameters of :func:`crf_inference_label`; the defaults are the reference's (SPEC E)."""
+    """The parameters of :func:`crf_inference_label`; the defaults are the reference's (docs/method.md E)."""
 
     iterations: int = 10          # mean-field iterations
     gt_prob: float = 0.7          # unary probability of the given label
@@ -36,7 +36,7 @@ class CRFSettings:
 
 
 def label_unary(labels: np.ndarray, n_labels: int, gt_prob: float) -> np.ndarray:
-    """Unary energy [n_labels, H·W] float32 of a label map (SPEC E): −log(gt_prob) on the given label,
+    """Unary energy [n_labels, H·W] float32 of a label map (docs/method.md E): −log(gt_prob) on the given label,
     −log((1 − gt_prob)/(n_labels − 1)) on every other (pydensecrf's ``unary_from_labels`` with
     ``zero_unsure=False``: label 0 is a class like any other)."""
     from pydensecrf.utils import unary_from_labels
@@ -46,7 +46,7 @@ def label_unary(labels: np.ndarray, n_labels: int, gt_prob: float) -> np.ndarray
 
 def crf_inference_label(image: np.ndarray, labels: np.ndarray, n_labels: int,
                         settings: CRFSettings = CRFSettings()) -> np.ndarray:
-    """CRF-refined label map (SPEC E ``crf_inference_label``): uint8 [H,W] with values in 0..n_labels−1.
+    """CRF-refined label map (docs/method.md E ``crf_inference_label``): uint8 [H,W] with values in 0..n_labels−1.
 
     ``image`` is the original uint8 RGB [H,W,3]; ``labels`` an integer map [H,W] of values
     0..n_labels−1. Both kernels are Potts with pydensecrf's defaults (diagonal kernel, symmetric
@@ -65,15 +65,15 @@ def crf_inference_label(image: np.ndarray, labels: np.ndarray, n_labels: int,
     return dense_crf(image, label_unary(labels.astype(np.int64), n_labels, settings.gt_prob), settings)
 
 
-# SPEC G.4, deeplab-pytorch's CRF: Gaussian sxy 1, weight 3; bilateral sxy 67, srgb 3, weight 4; 10 iterations.
+# docs/method.md G.4, deeplab-pytorch's CRF: Gaussian sxy 1, weight 3; bilateral sxy 67, srgb 3, weight 4; 10 iterations.
 DEEPLAB_CRF = CRFSettings(iterations=10, gaussian_sxy=1.0, gaussian_compat=3.0, bilateral_sxy=67.0,
                           bilateral_srgb=3.0, bilateral_compat=4.0)
-MIN_PROBABILITY = 1e-5  # SPEC G.4: unary = −log(clip(p, 1e-5))
+MIN_PROBABILITY = 1e-5  # docs/method.md G.4: unary = −log(clip(p, 1e-5))
 
 
 def crf_inference_probabilities(image: np.ndarray, probs: np.ndarray,
                                 settings: CRFSettings = DEEPLAB_CRF) -> np.ndarray:
-    """CRF-refined label map (SPEC G.4) of class probabilities ``probs`` [K,H,W] (a softmax): unary
+    """CRF-refined label map (docs/method.md G.4) of class probabilities ``probs`` [K,H,W] (a softmax): unary
     −log(max(p, 1e-5)), then :func:`dense_crf`. ``image`` is the real uint8 RGB image (deeplab-pytorch
     passes its mean-subtracted float array cast to uint8, which wraps around: a bug not reproduced)."""
     from pydensecrf.utils import unary_from_softmax

@@ -1,4 +1,4 @@
-"""IRN's training losses (SPEC F.4; Ahn et al., CVPR 2019, eq. 4–7).
+"""IRN's training losses (docs/method.md F.4; Ahn et al., CVPR 2019, eq. 4–7).
 
 With affinities a [N, D, n_src] of the pairs of a path index, pair labels (bg_pos, fg_pos, neg)
 of the same shape, and the pair displacements pd = D(src) − D(dst) [N, 2, D, n_src]:
@@ -25,7 +25,7 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def irn_losses(affinity: torch.Tensor, pair_disp: torch.Tensor, directions: torch.Tensor, bg_pos: torch.Tensor,
                fg_pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The terms and the total of SPEC F.4 as a dict: ``loss`` (total), ``loss_pos_bg``, ``loss_pos_fg``,
+    """The terms and the total of docs/method.md F.4 as a dict: ``loss`` (total), ``loss_pos_bg``, ``loss_pos_fg``,
     ``loss_neg``, ``loss_dp_fg``, ``loss_dp_bg``. ``directions`` int [D, 2] are the (dy, dx) offsets."""
     pos_loss = -torch.log(affinity + EPS)
     neg_loss = -torch.log(1.0 + EPS - affinity)

@@ -1,9 +1,9 @@
-"""IRN's path index (SPEC F.3): pixel pairs within a radius, the path between them, and path affinities.
+"""IRN's path index (docs/method.md F.3): pixel pairs within a radius, the path between them, and path affinities.
 
 A pair is a source pixel and a destination at an offset (dy, dx) from a half-disk of directions;
 the affinity of the pair is 1 − the largest boundary probability on the straight path between
 them (Ahn et al., CVPR 2019, eq. 2). The same index serves IRN training (radius 10 on the crop's
-stride-4 grid, SPEC F.4) and the random walk (radius 5 on the padded stride-4 map, SPEC F.5).
+stride-4 grid, docs/method.md F.4) and the random walk (radius 5 on the padded stride-4 map, docs/method.md F.5).
 
 Direction order: the directions are grouped by path length (ascending; within a group, in the
 order of :func:`search_directions`), so that each group's path points stack into one index array.
@@ -22,7 +22,7 @@ from sipe.io import IGNORE_INDEX
 
 
 def search_directions(radius: int) -> list[tuple[int, int]]:
-    """The half-disk of offsets (dy, dx) (SPEC F.3): dy = 0 with dx = 1..r−1, then dy = 1..r−1 with
+    """The half-disk of offsets (dy, dx) (docs/method.md F.3): dy = 0 with dx = 1..r−1, then dy = 1..r−1 with
     |dx| ≤ r−1, keeping dx² + dy² < r². Radius 5 gives 34 directions, radius 10 gives 152."""
     if radius < 2:
         raise ValueError(f"radius must be at least 2, got {radius}")
@@ -33,7 +33,7 @@ def search_directions(radius: int) -> list[tuple[int, int]]:
 
 
 def direction_path(dy: int, dx: int) -> list[tuple[int, int]]:
-    """The path of direction (dy, dx) (SPEC F.3): every integer point (y, x) of the bounding box of
+    """The path of direction (dy, dx) (docs/method.md F.3): every integer point (y, x) of the bounding box of
     (0, 0)–(dy, dx) whose distance to the line through them is below 1, both ends included, sorted
     farthest first (by |y| + |x|), so the first point is the destination."""
     length_sq = dy * dy + dx * dx
@@ -56,7 +56,7 @@ class PathGroup:
 
 @dataclass
 class PathIndex:
-    """Pairs and paths of ``radius`` on a ``height`` × ``width`` grid (SPEC F.3).
+    """Pairs and paths of ``radius`` on a ``height`` × ``width`` grid (docs/method.md F.3).
 
     Sources are the pixels of rows [0, H − r_f) and columns [r_f, W − r_f), r_f = radius − 1, so
     that every destination lies inside the grid. Attributes (all flat indices into the grid):
@@ -82,7 +82,7 @@ class PathIndex:
                              f"need at least {r_floor + 1} rows and {2 * r_floor + 1} columns")
         directions = search_directions(self.radius)
         paths = [direction_path(dy, dx) for dy, dx in directions]
-        order = sorted(range(len(directions)), key=lambda i: len(paths[i]))  # stable: ties keep SPEC order
+        order = sorted(range(len(directions)), key=lambda i: len(paths[i]))  # stable: ties keep the order of docs/method.md F.3
         ys, xs = np.meshgrid(np.arange(rows), np.arange(r_floor, r_floor + cols), indexing="ij")
         src = (ys * self.width + xs).reshape(-1)
 
@@ -113,7 +113,7 @@ class PathIndex:
 
 
 def path_affinity(boundary: torch.Tensor, index: PathIndex) -> torch.Tensor:
-    """Affinities a(i, j) = 1 − max_{p ∈ path(i→j)} B(p) (SPEC F.3) of every pair: [N, D, n_src].
+    """Affinities a(i, j) = 1 − max_{p ∈ path(i→j)} B(p) (docs/method.md F.3) of every pair: [N, D, n_src].
 
     ``boundary`` [N, H, W] holds boundary probabilities B (sigmoid of the edge logits) on the
     index's grid. Differentiable (the gradient of a max goes to the path's maximum).
@@ -132,7 +132,7 @@ def path_affinity(boundary: torch.Tensor, index: PathIndex) -> torch.Tensor:
 
 
 def affinity_labels(labels: torch.Tensor, index: PathIndex) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pair labels from label maps [N, H, W] (values 0..C, 255 = ignore), SPEC F.4: float [N, D, n_src] each.
+    """Pair labels from label maps [N, H, W] (values 0..C, 255 = ignore), docs/method.md F.4: float [N, D, n_src] each.
 
     Only pairs whose two labels are both known count: ``bg_pos`` = both background, ``fg_pos`` =
     the same foreground class, ``neg`` = different classes.
@@ -150,7 +150,7 @@ def affinity_labels(labels: torch.Tensor, index: PathIndex) -> tuple[torch.Tenso
 
 
 def pair_displacement(displacement: torch.Tensor, index: PathIndex) -> torch.Tensor:
-    """D(src) − D(dst) of every pair (SPEC F.4): [N, 2, D, n_src] from a displacement field [N, 2, H, W]."""
+    """D(src) − D(dst) of every pair (docs/method.md F.4): [N, 2, D, n_src] from a displacement field [N, 2, H, W]."""
     n, c = displacement.shape[:2]
     flat = displacement.reshape(n, c, -1)
     src = flat[:, :, index.src.to(flat.device)].unsqueeze(2)

@@ -1,4 +1,4 @@
-"""Pseudo labels from IS-CAM and IRN boundaries by the random walk (SPEC F.5, SIPE's make_seg_labels).
+"""Pseudo labels from IS-CAM and IRN boundaries by the random walk (docs/method.md F.5, SIPE's make_seg_labels).
 
 1. :func:`boundary_map`: the IRN edge logits of [image, hflip(image)], zero-padded right/bottom,
    cropped to the stride-4 size (ceil(H/4), ceil(W/4)), averaged with the mirror's flipped back,
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from sipe.data.transforms import normalize_image
 from sipe.refine.random_walk import propagate_to_edge
 
-CAM_POWER = 1.5  # SPEC F.5 step 2
+CAM_POWER = 1.5  # docs/method.md F.5 step 2
 
 
 def stride4_size(height: int, width: int) -> tuple[int, int]:
@@ -32,7 +32,7 @@ def stride4_size(height: int, width: int) -> tuple[int, int]:
 
 @torch.no_grad()
 def boundary_map(model, image: np.ndarray, pad_size: int) -> torch.Tensor:
-    """IRN boundary probabilities [ceil(H/4), ceil(W/4)] of a uint8 RGB image (SPEC F.5 step 1).
+    """IRN boundary probabilities [ceil(H/4), ceil(W/4)] of a uint8 RGB image (docs/method.md F.5 step 1).
 
     The pair [image, hflip(image)] is zero-padded (the mean colour) right and bottom to at least
     ``pad_size`` × ``pad_size`` (the reference's 512; a larger image is never cropped, a named
@@ -50,17 +50,17 @@ def boundary_map(model, image: np.ndarray, pad_size: int) -> torch.Tensor:
 
 def walk_scores(is_cam: torch.Tensor, edge: torch.Tensor, cam_power: float = CAM_POWER, radius: int = 5,
                 beta: float = 10.0, exp_times: int = 8) -> torch.Tensor:
-    """Random-walk scores [K+1, h4, w4] (SPEC F.5 steps 2–3) of IS-CAM [K+1, H, W] on the boundary map [h4, w4].
+    """Random-walk scores [K+1, h4, w4] (docs/method.md F.5 steps 2–3) of IS-CAM [K+1, H, W] on the boundary map [h4, w4].
 
     IS-CAM is resized to the boundary map's size (bilinear, align_corners=False, no antialiasing,
-    SPEC H.1 items 7–8), raised to ``cam_power`` and propagated.
+    docs/method.md H.1 items 7–8), raised to ``cam_power`` and propagated.
     """
     cams = F.interpolate(is_cam[None].float(), size=tuple(edge.shape), mode="bilinear", align_corners=False)[0]
     return propagate_to_edge(cams.pow(cam_power), edge.to(cams), radius, beta, exp_times)
 
 
 def rw_label_map(keys, scores: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """uint8 [H, W] label map of the walk's scores [K+1, h4, w4] (SPEC F.5 step 4): ×4 bilinear
+    """uint8 [H, W] label map of the walk's scores [K+1, h4, w4] (docs/method.md F.5 step 4): ×4 bilinear
     upsampling (align_corners=False), crop to (H, W), argmax over channels, ``keys`` of the winner."""
     keys = np.asarray(keys, dtype=np.int64)
     h4, w4 = scores.shape[-2:]

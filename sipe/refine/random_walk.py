@@ -1,4 +1,4 @@
-"""The IRN random walk (SPEC F.5 step 3) as iterated sparse neighbour averaging (SPEC F.6).
+"""The IRN random walk (docs/method.md F.5 step 3) as iterated sparse neighbour averaging (docs/method.md F.6).
 
 The reference builds the dense affinity matrix A over the n = h·w pixels of the stride-4 map
 (A_ii = 1, A_ij = A_ji = a(i, j) = 1 − max boundary on the path between pixels closer than
@@ -40,7 +40,7 @@ def stencil_weights(edge: torch.Tensor, radius: int = 5, beta: float = 10.0) -> 
 
     For a direction δ of the half-disk (:func:`~sipe.refine.path_index.search_directions`) the
     affinity of pixel p and p + δ is 1 − max of ``edge`` over the path of δ from p
-    (:func:`~sipe.refine.path_index.direction_path`, SPEC F.3); the offset −δ carries the same
+    (:func:`~sipe.refine.path_index.direction_path`, docs/method.md F.3); the offset −δ carries the same
     value seen from p + δ, and (0, 0) has weight 1. Neighbours outside the image get weight 0.
     Offsets are sorted by their flat offset dy·w + dx, i.e. by column within a matrix row.
     """
@@ -61,7 +61,7 @@ def stencil_weights(edge: torch.Tensor, radius: int = 5, beta: float = 10.0) -> 
 
 
 def transition_matrix(edge: torch.Tensor, radius: int = 5, beta: float = 10.0) -> torch.Tensor:
-    """D⁻¹ A^β as a sparse CSR matrix [n, n] (SPEC F.5 step 3, F.6), n = h·w of ``edge`` [h, w].
+    """D⁻¹ A^β as a sparse CSR matrix [n, n] (docs/method.md F.5 step 3, F.6), n = h·w of ``edge`` [h, w].
 
     Row i holds pixel i's in-image neighbours (including itself) with weights A_ij^β / d_i,
     d_i = Σ_j A_ij^β (the reference's column sum: A is symmetric), taken over real pixels only.
@@ -86,11 +86,11 @@ def transition_matrix(edge: torch.Tensor, radius: int = 5, beta: float = 10.0) -
 
 def propagate_to_edge(cams: torch.Tensor, edge: torch.Tensor, radius: int = 5, beta: float = 10.0,
                       exp_times: int = 8) -> torch.Tensor:
-    """The random walk of SPEC F.5 step 3: [K, h, w], equal to the reference's (cams ⊙ (1 − edge)) · T^(2^exp_times).
+    """The random walk of docs/method.md F.5 step 3: [K, h, w], equal to the reference's (cams ⊙ (1 − edge)) · T^(2^exp_times).
 
     ``cams`` [K, h, w] are the maps to propagate, ``edge`` [h, w] (or [1, h, w]) the boundary
     probabilities on the same grid. Computed as ``2**exp_times`` sparse neighbour-averaging steps
-    (SPEC F.6), never as a dense n × n matrix; runs on the tensors' device in their dtype (float32).
+    (docs/method.md F.6), never as a dense n × n matrix; runs on the tensors' device in their dtype (float32).
     """
     if edge.dim() == 3 and edge.shape[0] == 1:
         edge = edge[0]

@@ -1,8 +1,8 @@
 """Localisation-map stages: ``make-cams`` (IS-CAM + CAM inference, sharded), ``cam-overlays`` and ``eval-cams``.
 
-``make-cams`` is SPEC D's make_cam on the ``train_aug`` split (SPEC H.1 item 1: trainaug, not
-train); ``eval-cams`` is SPEC D's eval_cam on the ``train`` split, plus the CAM baseline with a
-swept constant background threshold (the paper's Fig. 8).
+``make-cams`` is the authors' make_cam on the ``train_aug`` split, ``eval-cams`` their eval_cam on the
+``train`` split (docs/method.md D; H.1 item 1: trainaug, not train), plus the CAM baseline with a swept
+constant background threshold (the paper's Fig. 8).
 """
 
 from __future__ import annotations
@@ -16,53 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
-from sipe.cams import (
-    DEFAULT_SCALES,
-    cam_foreground,
-    cam_vs_is_cam,
-    find_maps,
-    is_cam_labels,
-    label_vector,
-    load_maps,
-    map_keys,
-    map_path,
-    multiscale_maps,
-    save_maps,
-    select_present,
-    stack_rows,
-    threshold_foreground,
-)
+from sipe.cams import (DEFAULT_SCALES, cam_foreground, cam_vs_is_cam, find_maps, is_cam_labels, label_vector,
+                       load_maps, map_keys, map_path, multiscale_maps, save_maps, select_present, stack_rows,
+                       threshold_foreground)
 from sipe.data.manifest import DatasetManifest
 from sipe.errors import SipeError, first_offenders
-from sipe.io import IGNORE_INDEX, atomic_path, read_label_png, write_json
+from sipe.io import IGNORE_INDEX, atomic_path, read_image, read_mask, write_json
 from sipe.metrics import ConfusionMatrix, write_scores
 from sipe.stages.shards import gather, shard_ids, write_shard_record
 from sipe.viz import save_png
 
 log = logging.getLogger(__name__)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB [H,W,3]; one-line :class:`SipeError` when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError:
-        raise SipeError(f"{path}: image not found") from None
-    except (OSError, ValueError) as exc:
-        raise SipeError(f"{path}: cannot read image ({exc})") from None
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """A GT label PNG as uint8 [H,W]; one-line :class:`SipeError` when it cannot be read."""
-    try:
-        return read_label_png(path)
-    except FileNotFoundError:
-        raise SipeError(f"{path}: mask not found") from None
-    except (OSError, ValueError) as exc:
-        raise SipeError(f"{path}: cannot read mask ({exc})") from None
 
 
 def _image_labels(manifest: DatasetManifest, ids: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -71,12 +36,6 @@ def _image_labels(manifest: DatasetManifest, ids: Sequence[str]) -> dict[str, tu
     if missing:
         raise SipeError(f"{manifest.labels_file}: no image-level labels for ids: {first_offenders(missing)}")
     return {i: labels[i] for i in ids}
-
-
-def _resolve_device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _scales(params: dict) -> tuple[float, ...]:
@@ -113,15 +72,16 @@ def make_cams(params: dict, data: Path, model_path: Path, out_dir: Path, role: s
               shard: tuple[int, int] = (0, 1), workers: int = 1, device=None) -> None:
     """IS-CAM and CAM maps of shard ``shard`` = (i, n) of split ``role``: ``out_dir/<id>.npz`` for ids[i::n].
 
-    Settings: ``params['cams']['scales']`` (SPEC A.5: 1.0, 0.5, 1.5, 2.0). ``workers`` sets the
+    Settings: ``params['cams']['scales']`` (docs/method.md A.5: 1.0, 0.5, 1.5, 2.0). ``workers`` sets the
     torch CPU threads; ``device`` defaults to CUDA when available, else CPU.
     """
-    from sipe.models.checkpoint import load_sipe
+    from sipe.device import select_device
+    from sipe.models.sipe_net import load_sipe
 
     manifest = DatasetManifest.load(data)
     ids = shard_ids(manifest.ids(role), shard)
     scales = _scales(params)
-    device = _resolve_device(device)
+    device = select_device(device)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(workers)))
     try:
@@ -182,7 +142,7 @@ def _sweep_plot(path: Path, thresholds: Sequence[float], mious: Sequence[float],
 
 
 def eval_cams(params: dict, data: Path, maps_dir, out_dir: Path, role: str = "train") -> dict:
-    """Score the maps against the GT masks of split ``role`` (SPEC D eval_cam), in one pass.
+    """Score the maps against the GT masks of split ``role`` (docs/method.md D eval_cam), in one pass.
 
     Writes into ``out_dir``: ``is_cam.json`` + ``is_cam_per_class.csv`` (keys[argmax IS-CAM]);
     ``cam_threshold_sweep.csv`` (threshold, mIoU) and ``.png`` for the CAM baseline over

@@ -14,22 +14,33 @@ from sipe.io import atomic_path, read_label_png, write_json
 log = logging.getLogger(__name__)
 
 
+def _synthetic(settings: dict, out: Path, workers: int) -> DatasetManifest:
+    from sipe.data.synthetic import generate_synthetic
+
+    return generate_synthetic(out, settings, workers=workers)
+
+
+def _voc(settings: dict, out: Path, workers: int) -> DatasetManifest:
+    from sipe.data.voc import prepare_voc
+
+    return prepare_voc(Path(settings["root"]), Path(settings["sbd_root"]), out, workers=workers)
+
+
+def _coco(settings: dict, out: Path, workers: int) -> DatasetManifest:
+    from sipe.data.coco import prepare_coco
+
+    return prepare_coco(Path(settings["root"]), out, settings["crowd"], workers=workers)
+
+
+# params.yaml `dataset` → the builder that prepares it from its params.yaml section.
+BUILDERS = {"synthetic": _synthetic, "voc": _voc, "coco": _coco}
+
+
 def prepare_data(params: dict, out: Path, workers: int) -> DatasetManifest:
     """Build the prepared dataset ``params['dataset']`` names into ``out`` (replaced atomically)."""
     name = params["dataset"]
     with atomic_path(out, directory=True) as tmp:
-        if name == "synthetic":
-            from sipe.data.synthetic import generate_synthetic
-
-            manifest = generate_synthetic(tmp, params["synthetic"], workers=workers)
-        elif name == "voc":
-            from sipe.data.voc import prepare_voc
-
-            manifest = prepare_voc(Path(params["voc"]["root"]), Path(params["voc"]["sbd_root"]), tmp, workers=workers)
-        else:
-            from sipe.data.coco import prepare_coco
-
-            manifest = prepare_coco(Path(params["coco"]["root"]), tmp, params["coco"]["crowd"], workers=workers)
+        manifest = BUILDERS[name](params[name], tmp, workers)
         validate_dataset(manifest, workers=workers)
     log.info("prepared %s dataset in %s", name, out)
     return DatasetManifest.load(out)

@@ -1,17 +1,12 @@
-"""DeepLab stages (SPEC G): ``train-deeplab`` on the pseudo labels, ``segment`` (MSC inference, optional
+"""DeepLab stages (docs/method.md G): ``train-deeplab`` on the pseudo labels, ``segment`` (MSC inference, optional
 flip and denseCRF, sharded), ``eval-seg`` (IoU family against the GT) and ``seg-sheet`` (pictures).
 
-Outputs of ``train-deeplab`` in ``out_dir``::
-
-    model.pt            DeepLabV2 weights + config (sipe.models.checkpoint.save_model), written last
-    train/steps.csv     one row per step: step, epoch, lr, loss (sum over the MSC outputs), the loss of each
-                        output (loss_x1, loss_x0.5, loss_x0.75, loss_max), grad_norm, time_s
-    train/train.json    final losses, steps, speed, settings, library versions
-    train/loss.png      loss curves and the lr schedule
-    resume.pt           resumable checkpoint while training runs; deleted when the outputs are written
+``train-deeplab`` runs the trainer template (:mod:`sipe.trainer`, output layout there); its
+``train/steps.csv`` logs loss (the sum over the MSC outputs) and the loss of each output
+(loss_x1, loss_x0.5, loss_x0.75, loss_max).
 
 ``segment`` writes ``<out>/pred/<id>.png`` (MSC, argmax of the softmax) and, with ``deeplab.crf``,
-``<out>/crf/<id>.png`` (the same probabilities through the SPEC G.4 denseCRF); palette PNGs. For the
+``<out>/crf/<id>.png`` (the same probabilities through the docs/method.md G.4 denseCRF); palette PNGs. For the
 VOC ``test`` split it writes only the final maps (CRF'd when ``deeplab.crf``), in the evaluation
 server's layout ``<out>/results/VOC2012/Segmentation/comp6_test_cls/<id>.png``.
 """
@@ -31,26 +26,21 @@ import torch.nn.functional as F
 
 from sipe.data.manifest import DatasetManifest
 from sipe.data.segmentation import PseudoLabelDataset, SegAugment, label_files, normalize_for
+from sipe.device import select_device
 from sipe.errors import ConfigError, SipeError
-from sipe.io import IGNORE_INDEX, read_label_png, save_label_png, write_json
+from sipe.io import IGNORE_INDEX, read_image, read_label_png, read_mask, save_label_png
 from sipe.metrics import ConfusionMatrix, write_scores
-from sipe.models.checkpoint import save_model
 from sipe.models.deeplab import DeepLabV2, load_deeplab
 from sipe.refine.crf import crf_inference_probabilities
-from sipe.stages.cams import read_image, read_mask
 from sipe.stages.shards import gather, shard_ids, write_shard_record
-from sipe.training import TrainConfig, fit, make_sgd, plot_losses, result_summary, select_device, seed_everything
+from sipe.trainer import Built, TrainingJob, backbone_init, ids_sha1, run_training, trained_settings
 from sipe.viz import contact_sheet, save_png
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "model.pt"
-RESUME_NAME = "resume.pt"
-REPORT_DIR = "train"
 PRED_DIR, CRF_DIR = "pred", "crf"
 VOC_SERVER_DIR = "results/VOC2012/Segmentation/comp6_test_cls"  # the VOC evaluation server's layout
-# Settings that do not change the trained weights (a checkpoint written under other values still resumes).
-_NOT_IN_FINGERPRINT = ("checkpoint_every", "loader_workers", "flip", "crf", "shards", "sheet_samples")
+INFERENCE_SETTINGS = ("flip", "crf", "shards", "sheet_samples")  # deeplab settings training does not read
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,7 +57,7 @@ def _nearest_sources(source: int, target: int, device) -> torch.Tensor:
 
 
 def resize_labels(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Label maps [N,H,W] nearest-resized to ``size`` exactly as PIL NEAREST does (SPEC G.2)."""
+    """Label maps [N,H,W] nearest-resized to ``size`` exactly as PIL NEAREST does (docs/method.md G.2)."""
     height, width = labels.shape[-2:]
     if (height, width) == tuple(size):
         return labels
@@ -84,7 +74,7 @@ def cross_entropy_ignore(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
 
 
 def msc_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor) -> list[torch.Tensor]:
-    """SPEC G.2: one cross-entropy (ignore 255) per MSC output, the labels nearest-resized to its size;
+    """docs/method.md G.2: one cross-entropy (ignore 255) per MSC output, the labels nearest-resized to its size;
     the training loss is their sum."""
     return [cross_entropy_ignore(logits, resize_labels(labels, logits.shape[-2:])) for logits in outputs]
 
@@ -107,30 +97,22 @@ def deeplab_step(scales: Sequence[float]) -> Callable[[torch.nn.Module, dict], d
 
 
 def build_deeplab(params: dict, num_classes: int, init: Path | None = None) -> DeepLabV2:
-    """DeepLabV2 from the ``deeplab`` params section. ``weights``: ``none`` (random), ``imagenet``,
-    ``pretrain`` (the pretrain stage's ``backbone.pth`` given as ``init``, trained for ``sipe.backbone``)
-    or a path to a torchvision-format ResNet state dict."""
+    """DeepLabV2 from the ``deeplab`` params section. ``weights``: :func:`sipe.trainer.backbone_init`;
+    ``pretrain`` needs ``deeplab.backbone`` = ``sipe.backbone``, the network the pretrain stage trains."""
     settings = params["deeplab"]
-    weights = settings["weights"]
-    if weights == "pretrain":
-        if init is None:
-            raise ConfigError("deeplab.weights is 'pretrain': give the pre-trained backbone file with --init "
-                              "(the pretrain-backbone stage writes it)")
-        if settings["backbone"] != params["sipe"]["backbone"]:
-            raise ConfigError(f"deeplab.weights is 'pretrain' but deeplab.backbone {settings['backbone']} differs "
-                              f"from sipe.backbone {params['sipe']['backbone']}, the network the pretrain stage trains")
-        weights = init
-    return DeepLabV2(num_classes, backbone=settings["backbone"], weights=None if weights == "none" else weights,
-                     style=settings["style"])
+    weights = backbone_init("deeplab", settings["weights"], init)
+    if settings["weights"] == "pretrain" and settings["backbone"] != params["sipe"]["backbone"]:
+        raise ConfigError(f"deeplab.weights is 'pretrain' but deeplab.backbone {settings['backbone']} differs "
+                          f"from sipe.backbone {params['sipe']['backbone']}, the network the pretrain stage trains")
+    return DeepLabV2(num_classes, backbone=settings["backbone"], weights=weights, style=settings["style"])
 
 
 def train_deeplab(params: dict, data: Path, labels_dir: Path, out_dir: Path, workers: int, device: str | None = None,
                   *, init: Path | None = None, on_step: Callable[[int, dict], None] | None = None) -> Path:
-    """Train DeepLabV2 on the ``train_aug`` images with the label maps of ``labels_dir`` (SPEC G.2);
-    return the path of ``model.pt``. Resumes from ``out_dir/resume.pt`` when started again with the same
-    settings (bit-identical weights on CPU). ``workers`` sets torch's CPU threads."""
-    settings = params["deeplab"]
-    data, out_dir = Path(data), Path(out_dir)
+    """Train DeepLabV2 on the ``train_aug`` images with the label maps of ``labels_dir`` (docs/method.md G.2) for
+    ``deeplab.iterations`` steps of ``batch_size`` × ``iter_size`` images; return the path of ``model.pt``
+    (the rest as :func:`sipe.trainer.run_training`)."""
+    settings = dict(params["deeplab"])
     manifest = DatasetManifest.load(data)
     augment = SegAugment(crop=settings["crop"], scales=tuple(settings["scales"]), style=settings["style"])
     dataset = PseudoLabelDataset(manifest, labels_dir, "train_aug", augment)
@@ -139,43 +121,22 @@ def train_deeplab(params: dict, data: Path, labels_dir: Path, out_dir: Path, wor
         raise ConfigError(f"deeplab.batch_size x deeplab.iter_size = {batch} exceeds the {len(dataset)} "
                           f"train_aug images of {data}")
 
-    torch.set_num_threads(max(1, workers))
-    seed_everything(settings["seed"])
-    model = build_deeplab(params, manifest.num_classes, init)
-    optimizer = make_sgd(model.parameter_groups(), lr=settings["lr"], weight_decay=settings["weight_decay"],
-                         momentum=settings["momentum"])
-    config = TrainConfig(max_step=settings["iterations"], batch_size=batch, seed=settings["seed"],
-                         poly_power=settings["poly_power"], grad_clip=settings["grad_clip"], accumulate=settings["iter_size"],
-                         lr_every=settings["lr_every"], checkpoint_every=settings["checkpoint_every"],
-                         loader_workers=settings["loader_workers"], precision=settings["precision"],
-                         channels_last=settings["channels_last"], device=device, desc="train-deeplab")
+    def build() -> Built:
+        model = build_deeplab(params, manifest.num_classes, init)
+        return Built(model, model.parameter_groups(), deeplab_step(model.scales))
+
     labels_sha1 = hashlib.sha1(b"".join(hashlib.sha1(p.read_bytes()).digest() for p in dataset.labels)).hexdigest()
-    fingerprint = {"deeplab": {k: v for k, v in settings.items() if k not in _NOT_IN_FINGERPRINT},
-                   "dataset": manifest.name, "num_classes": manifest.num_classes, "labels_sha1": labels_sha1,
-                   "ids_sha1": hashlib.sha1("\n".join(dataset.ids).encode()).hexdigest()}
-
-    report_dir = out_dir / REPORT_DIR
-    report_dir.mkdir(parents=True, exist_ok=True)
-    resume_path = out_dir / RESUME_NAME
-    log.info("training DeepLabV2 (%s, %s, %s) on %d images with the labels of %s: %d steps of %d x %d, crop %d",
-             settings["backbone"], settings["weights"], settings["style"], len(dataset), labels_dir,
-             settings["iterations"], settings["batch_size"], settings["iter_size"], settings["crop"])
-    result = fit(model, optimizer, dataset, deeplab_step(model.scales), config, resume_path=resume_path,
-                 log_path=report_dir / "steps.csv", fingerprint=fingerprint, on_step=on_step)
-
-    summary = result_summary(result, config)
-    summary.update({"images": len(dataset), "labels": str(labels_dir), "dataset": manifest.name,
-                    "settings": dict(settings), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    plot_losses(report_dir / "steps.csv", report_dir / "loss.png",
-                title=f"DeepLabV2 training on pseudo labels ({manifest.name})")
-    write_json(report_dir / "train.json", summary)
-    model_path = out_dir / MODEL_NAME
-    save_model(model_path, model.cpu(), steps=result.steps, seed=settings["seed"], dataset=manifest.name,
-               final_losses=result.final)
-    resume_path.unlink(missing_ok=True)
-    log.info("wrote %s (%d steps, %.1f s, %.1f img/s; final loss %.4f)", model_path, result.steps, result.wall_s,
-             result.images_per_s, result.final["loss"])
-    return model_path
+    job = TrainingJob(
+        name="train-deeplab", title=f"DeepLabV2 training on pseudo labels ({manifest.name})", settings=settings,
+        dataset=dataset, dataset_name=manifest.name, build=build,
+        config={"max_step": settings["iterations"], "batch_size": batch, "accumulate": settings["iter_size"]},
+        fingerprint={"deeplab": trained_settings(settings, *INFERENCE_SETTINGS), "num_classes": manifest.num_classes,
+                     "labels_sha1": labels_sha1, "ids_sha1": ids_sha1(dataset.ids)},
+        about=f"DeepLabV2 {settings['backbone']}, weights {settings['weights']}, style {settings['style']}, "
+              f"{settings['batch_size']} x {settings['iter_size']} per step, crop {settings['crop']}, "
+              f"labels {labels_dir}",
+        summary={"labels": str(labels_dir)})
+    return run_training(job, Path(out_dir), workers, device, on_step)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,7 +145,7 @@ def train_deeplab(params: dict, data: Path, labels_dir: Path, out_dir: Path, wor
 
 @torch.no_grad()
 def predict_probabilities(model: DeepLabV2, image: np.ndarray, flip: bool = False) -> np.ndarray:
-    """Class probabilities float32 [K,H,W] of a uint8 RGB image (SPEC G.3): the MSC max-fused logits,
+    """Class probabilities float32 [K,H,W] of a uint8 RGB image (docs/method.md G.3): the MSC max-fused logits,
     bilinearly upsampled to the image size (``align_corners=False``), softmax. With ``flip`` the logits
     of the mirrored image (mirrored back) are averaged in (not in the reference)."""
     device = next(model.parameters()).device
@@ -246,7 +207,7 @@ def segment(params: dict, data: Path, model_path: Path, out_dir: Path, split: st
 # ----------------------------------------------------------------------------------------------
 
 def eval_seg(data: Path, pred_dir: Path, out_dir: Path, split: str = "val") -> dict:
-    """Score the label maps of ``pred_dir`` against the GT of ``split`` (SPEC G.3): GT 255 ignored, a
+    """Score the label maps of ``pred_dir`` against the GT of ``split`` (docs/method.md G.3): GT 255 ignored, a
     predicted 255 is an error. Writes ``summary.json`` (mIoU, pixel and mean accuracy, FW-IoU, …) and
     ``per_class.csv`` into ``out_dir``; returns the summary."""
     manifest = DatasetManifest.load(data)

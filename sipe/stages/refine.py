@@ -1,10 +1,10 @@
-"""Per-image refinement stages on ``train_aug``, each sharded like make-cams (SPEC E, F.1, F.5).
+"""Per-image refinement stages on ``train_aug``, each sharded like make-cams (docs/method.md E, F.1, F.5).
 
 * ``crf``: ``refine/crf/<id>.png`` = keys[CRF(argmax IS-CAM)], the "+dCRF" label map and
-  ``fg_conf`` of the IR labels (SPEC E, F.1 step 1);
+  ``fg_conf`` of the IR labels (docs/method.md E, F.1 step 1);
 * ``ir-labels``: ``refine/ir_labels/<id>.png``, confident fg / confident bg / 255, from the crf
-  stage's map and one more CRF pass with the background channel attenuated (SPEC F.1);
-* ``pseudo-labels``: ``refine/pseudo_labels/<id>.png``, the IRN random walk (SPEC F.5).
+  stage's map and one more CRF pass with the background channel attenuated (docs/method.md F.1);
+* ``pseudo-labels``: ``refine/pseudo_labels/<id>.png``, the IRN random walk (docs/method.md F.5).
 
 Every stage checks its inputs before it writes anything (a map for every id), writes each PNG
 atomically, records its shard in ``shards/K-of-N.json`` and, when unsharded, also gathers
@@ -26,16 +26,15 @@ from tqdm import tqdm
 
 from sipe.cams import find_maps, load_maps
 from sipe.data.manifest import DatasetManifest
-from sipe.data.validate import parallel_map
+from sipe.device import select_device
 from sipe.errors import SipeError, first_offenders
-from sipe.io import read_label_of_size, save_label_png
+from sipe.io import read_image, read_label_of_size, save_label_png
 from sipe.models.irn import load_irn
+from sipe.parallel import parallel_map
 from sipe.refine.crf import CRFSettings
 from sipe.refine.ir_labels import confident_labels, crf_label_map
 from sipe.refine.pseudo_labels import boundary_map, rw_label_map, walk_scores
-from sipe.stages.cams import read_image
 from sipe.stages.shards import gather, shard_ids, write_shard_record
-from sipe.training import select_device
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def _run(name: str, task: Callable, tasks: Sequence[tuple], workers: int, shard:
 
 def crf_labels(params: dict, data: Path, maps_dir: Path, out_dir: Path, shard: tuple[int, int] = (0, 1),
                workers: int = 1) -> None:
-    """Stage ``crf``: ``out_dir/<id>.png`` = keys[CRF(argmax IS-CAM)] for the ids of ``shard`` (SPEC E)."""
+    """Stage ``crf``: ``out_dir/<id>.png`` = keys[CRF(argmax IS-CAM)] for the ids of ``shard`` (docs/method.md E)."""
     manifest, all_ids, ids, maps = _shard(data, maps_dir, shard)
     settings = CRFSettings.from_params(params["crf"])
     out_dir = Path(out_dir)
@@ -113,7 +112,7 @@ def crf_labels(params: dict, data: Path, maps_dir: Path, out_dir: Path, shard: t
 
 def ir_labels(params: dict, data: Path, maps_dir: Path, crf_dir: Path, out_dir: Path,
               shard: tuple[int, int] = (0, 1), workers: int = 1) -> None:
-    """Stage ``ir-labels``: ``out_dir/<id>.png`` = confident labels (SPEC F.1) from the crf stage's map
+    """Stage ``ir-labels``: ``out_dir/<id>.png`` = confident labels (docs/method.md F.1) from the crf stage's map
     (``fg_conf``) and a CRF pass with the background channel × ``ir_labels.bg_attenuation`` (``bg_conf``)."""
     manifest, all_ids, ids, maps = _shard(data, maps_dir, shard)
     missing = [i for i in ids if not label_path(crf_dir, i).is_file()]
@@ -136,7 +135,7 @@ def ir_labels(params: dict, data: Path, maps_dir: Path, crf_dir: Path, out_dir: 
 
 def pseudo_labels(params: dict, data: Path, maps_dir: Path, model_path: Path, out_dir: Path,
                   shard: tuple[int, int] = (0, 1), workers: int = 1, device: str | None = None) -> None:
-    """Stage ``pseudo-labels``: ``out_dir/<id>.png`` by the IRN random walk (SPEC F.5), torch on ``workers`` threads."""
+    """Stage ``pseudo-labels``: ``out_dir/<id>.png`` by the IRN random walk (docs/method.md F.5), torch on ``workers`` threads."""
     manifest, all_ids, ids, maps = _shard(data, maps_dir, shard)
     settings = params["pseudo_labels"]
     device = select_device(device)

@@ -1,11 +1,11 @@
-"""Scoring refined label maps on the ``train`` split (SPEC E, F.5 step 5) and the refinement table.
+"""Scoring refined label maps on the ``train`` split (docs/method.md E, F.5 step 5).
 
 ``eval-labels`` reads ``<labels>/<id>.png`` for every train id and writes, in its output folder,
 ``summary.json`` (DVC metrics) and ``per_class.csv``. All scores are fractions in [0, 1], like
 every summary of the pipeline (``sipe.metrics``):
 
 * ``mIoU`` and the other keys of :data:`sipe.metrics.SUMMARY_KEYS`, a predicted 255 counted as
-  background: IRN's ``eval_sem_seg`` protocol, the one behind the paper's "+dCRF" 64.7 (SPEC E);
+  background: IRN's ``eval_sem_seg`` protocol, the one behind the paper's "+dCRF" 64.7 (docs/method.md E);
 * ``coverage``: the fraction of scored pixels (GT not 255) that carry a label other than 255;
 * ``confident_mIoU``: mIoU over those labelled pixels only (SIPE's own eval_sem_seg, optimistic);
 * ``fg_precision`` / ``bg_precision``: of the pixels labelled with a foreground class (resp. 0),
@@ -20,21 +20,14 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from sipe.data.manifest import DatasetManifest
 from sipe.errors import SipeError, first_offenders
-from sipe.io import IGNORE_INDEX, atomic_path, read_label_of_size, write_json
+from sipe.io import IGNORE_INDEX, atomic_path, read_label_of_size, read_mask, write_json
 from sipe.metrics import ConfusionMatrix, per_class_table, summary
-from sipe.stages.cams import read_mask
 from sipe.stages.refine import label_path
-from sipe.stages.tables import read_summary
 
 log = logging.getLogger(__name__)
-
-# Paper (VOC train, mIoU %): IS-CAM 58.6 (Tab. 4), +denseCRF 64.7 (section 4.2; SPEC E). The IRN
-# pseudo labels (~68, a user's reproduction, SPEC E) and the IR-label statistics have no paper value.
-PAPER_VOC = {"is_cam": 58.6, "crf": 64.7}
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -77,30 +70,3 @@ def eval_labels(data: Path, labels_dir: Path, out_dir: Path, role: str = "train"
     log.info("eval-labels %s on %s (%d images): mIoU %.4f, coverage %.4f, confident mIoU %s", labels_dir, role,
              len(ids), result["mIoU"], result["coverage"], result["confident_mIoU"])
     return result
-
-
-def _percent(value) -> float | None:
-    return None if value is None else round(100 * float(value), 2)
-
-
-def refinement_table(cams_summary: Path, crf_summary: Path, ir_summary: Path, pseudo_summary: Path | None,
-                     dataset: str) -> pd.DataFrame:
-    """IS-CAM → +dCRF → IR labels → IRN pseudo labels, train-split mIoU in % side by side, with the paper's
-    VOC values; the IR-label row adds coverage and the confident pixels' precision (also in %)."""
-    cams, crf, ir = read_summary(cams_summary), read_summary(crf_summary), read_summary(ir_summary)
-    voc = dataset == "voc"
-    rows = [
-        {"labels": "IS-CAM: keys[argmax]", "mIoU": _percent(cams["is_cam_mIoU"]), "coverage": 100.0,
-         "paper_voc_mIoU": PAPER_VOC["is_cam"] if voc else None},
-        {"labels": "+ denseCRF (uncertain = background)", "mIoU": _percent(crf["mIoU"]), "coverage": 100.0,
-         "paper_voc_mIoU": PAPER_VOC["crf"] if voc else None},
-        {"labels": "IR labels: confident pixels only", "mIoU": _percent(ir["confident_mIoU"]),
-         "coverage": _percent(ir["coverage"]), "fg_precision": _percent(ir["fg_precision"]),
-         "bg_precision": _percent(ir["bg_precision"])},
-    ]
-    if pseudo_summary is not None:
-        rows.append({"labels": "IRN random-walk pseudo labels", "mIoU": _percent(read_summary(pseudo_summary)["mIoU"]),
-                     "coverage": 100.0})
-    columns = ["labels", "mIoU", "coverage", "fg_precision", "bg_precision", "paper_voc_mIoU"]
-    return pd.DataFrame(rows, columns=columns)
-

@@ -3,7 +3,7 @@
 A shard is named ``K-of-N`` (1-based, Snakemake's ``scatteritem``) and takes ``ids[K-1::N]``. Each
 shard job writes its per-image files into a shared folder plus ``shards/K-of-N.json`` listing the
 ids it wrote; the gather step verifies that every id of the list has its file and writes
-``index.json`` (DESIGN, "Reliability rules").
+``index.json`` (docs/architecture.md, "Reliability rules").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""multiscale_maps (SPEC A.5, D fusion), sharding and map writing; a real SIPENet when it is importable."""
+"""multiscale_maps (docs/method.md A.5, D fusion), sharding and map writing; a real SIPENet when it is importable."""
 
 from __future__ import annotations
 
@@ -176,7 +176,7 @@ def test_multiscale_maps_with_sipenet():
     for maps in (cam, is_cam):
         for channel in maps:
             assert channel.max() == 0 or channel.max() == pytest.approx(1.0, abs=1e-4)
-    assert np.all(is_cam[2] == 0)  # absent class: zero prototype, zero IS-CAM (SPEC B.5)
+    assert np.all(is_cam[2] == 0)  # absent class: zero prototype, zero IS-CAM (docs/method.md B.5)
     assert is_cam.max() == pytest.approx(1.0, abs=1e-4) and cam.max() == pytest.approx(1.0, abs=1e-4)
     cam1, is_cam1 = multiscale_maps(model, image, [1, 1, 0, 1], scales=(1.0,))
     assert calls[-1] == (40, 56) and len(calls) == 5

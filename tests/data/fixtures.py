@@ -3,7 +3,7 @@
 Every mask and label here is known exactly, so the tests can compare the prepared dataset
 against hand-computed arrays.
 
-VOC/SBD ids and their roles (the set algebra of train_aug, SPEC A.1)::
+VOC/SBD ids and their roles (the set algebra of train_aug, docs/method.md A.1)::
 
     VOC train  A B C          VOC val  D E          VOC test  T (image only)
     SBD train  F G E A        SBD val  H B

@@ -1,4 +1,4 @@
-"""prepare_coco: COCO 2014 instances -> prepared dataset with semantic masks (SPEC A.3)."""
+"""prepare_coco: COCO 2014 instances -> prepared dataset with semantic masks (docs/method.md A.3)."""
 
 from __future__ import annotations
 

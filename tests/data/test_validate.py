@@ -1,4 +1,4 @@
-"""validate_dataset: every image, mask and class label of a prepared dataset (DESIGN, reliability rules)."""
+"""validate_dataset: every image, mask and class label of a prepared dataset (docs/architecture.md, Reliability rules)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from sipe.data.manifest import DatasetManifest, Split
-from sipe.data.validate import bad_label_values, parallel_map, validate_dataset
+from sipe.data.validate import bad_label_values, validate_dataset
 from sipe.errors import DatasetError
 from sipe.io import save_label_png
+from sipe.parallel import parallel_map
 from tests.data.fixtures import write_jpeg
 
 CLASSES = ("background", "cat", "dog")

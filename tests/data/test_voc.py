@@ -1,4 +1,4 @@
-"""prepare_voc: VOC 2012 + SBD -> prepared dataset (SPEC A.1, A.2)."""
+"""prepare_voc: VOC 2012 + SBD -> prepared dataset (docs/method.md A.1, A.2)."""
 
 from __future__ import annotations
 

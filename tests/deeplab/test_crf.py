@@ -1,4 +1,4 @@
-"""The denseCRF of SPEC G.4 on class probabilities, applied to the real uint8 image."""
+"""The denseCRF of docs/method.md G.4 on class probabilities, applied to the real uint8 image."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DeepLab's training samples (SPEC G.2): input encodings, scale / pad / crop / flip, label checks."""
+"""DeepLab's training samples (docs/method.md G.2): input encodings, scale / pad / crop / flip, label checks."""
 
 from __future__ import annotations
 

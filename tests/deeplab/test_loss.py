@@ -1,4 +1,4 @@
-"""DeepLab's training loss (SPEC G.2): cross-entropy with ignore 255 on every MSC output, labels
+"""DeepLab's training loss (docs/method.md G.2): cross-entropy with ignore 255 on every MSC output, labels
 nearest-resized to each logit size."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DeepLabV2 (SPEC G.1, G.2): output stride 8, MSC outputs and max fusion, ASPP sum, frozen BN,
+"""DeepLabV2 (docs/method.md G.1, G.2): output stride 8, MSC outputs and max fusion, ASPP sum, frozen BN,
 parameter groups, checkpoints and the deeplab-pytorch initialisation converter."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from sipe.errors import SipeError
 from sipe.models.backbone import build_resnet
 from sipe.models.checkpoint import save_model
-from sipe.models.deeplab import DeepLabV2, convert_deeplab_init, deeplab_init_key, load_deeplab
+from sipe.models.convert import convert_deeplab_init, deeplab_init_key
+from sipe.models.deeplab import DeepLabV2, load_deeplab
 from sipe.training import make_sgd
 
 torch.set_num_threads(1)
@@ -33,7 +34,7 @@ def test_reference_logit_sizes_for_a_321_crop():
     net = DeepLabV2(21, backbone="resnet50")
     with torch.no_grad():
         sizes = [tuple(o.shape[-2:]) for o in net(torch.randn(1, 3, 321, 321))]
-    assert sizes == [(41, 41), (21, 21), (31, 31), (41, 41)]  # SPEC G.1
+    assert sizes == [(41, 41), (21, 21), (31, 31), (41, 41)]  # docs/method.md G.1
 
 
 def test_fused_output_is_the_max_of_the_resized_scales(net):

@@ -17,7 +17,7 @@ from sipe.errors import ConfigError
 from sipe.stages.deeplab import VOC_SERVER_DIR, eval_seg, label_sheet, segment, train_deeplab
 from sipe.stages.shards import gather
 from sipe.viz import contact_sheet_size
-from tests.deeplab.conftest import tiny_deeplab_params
+from tests.tiny import tiny_deeplab_params
 
 
 class Stop(Exception):

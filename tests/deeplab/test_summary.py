@@ -7,8 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from sipe.stages.summary import summary_table
-from sipe.stages.tables import write_table
+from sipe.stages.tables import summary_table, write_table
 
 
 def _write(path, **values):

@@ -1,4 +1,4 @@
-"""The two trainer options DeepLab needs (SPEC G.2): gradient accumulation (iter_size) and a poly lr
+"""The two trainer options DeepLab needs (docs/method.md G.2): gradient accumulation (iter_size) and a poly lr
 recomputed every m steps (LR_DECAY)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Backbone (SPEC B.1): output stride 16 without dilation, frozen BN statistics, frozen stem, weights loading."""
+"""Backbone (docs/method.md B.1): output stride 16 without dilation, frozen BN statistics, frozen stem, weights loading."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Importer of the authors' checkpoint (SPEC C: ``{'net': state_dict}``), on a synthetic state dict built
-from the authors' key list (tests/models/data/sipe_reference_state_dict_keys.txt, copied from the SPEC
-reference folder): random tensors with the listed shapes, aliases sharing one tensor."""
+"""Importer of the authors' checkpoint (docs/method.md C: ``{'net': state_dict}``), on a synthetic state dict built
+from the authors' key list (tests/models/data/sipe_reference_state_dict_keys.txt, the key list of the
+authors' released checkpoint; docs/method.md C): random tensors with the listed shapes, aliases sharing one tensor."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SIPENet (SPEC B.2–B.7): shapes, masking, seeds, IS-CAM wiring, flips, gradients, ablation switches."""
+"""SIPENet (docs/method.md B.2–B.7): shapes, masking, seeds, IS-CAM wiring, flips, gradients, ablation switches."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def images():
 
 
 def _mask(n, k, h, w, present, content_cols):
-    """valid_mask as SPEC A.4 builds it: 1 inside the content box, absent classes zeroed."""
+    """valid_mask as docs/method.md A.4 builds it: 1 inside the content box, absent classes zeroed."""
     mask = torch.zeros(n, k, h, w)
     mask[:, :, :, :content_cols] = 1
     keep = torch.zeros(k)
@@ -78,7 +78,7 @@ def test_resnet50_shapes():
 
 
 def test_hierarchical_feature(net, images):
-    """SPEC B.2: side maps L2-normalised per pixel, resized to the side3 grid, concatenated to 768-d."""
+    """docs/method.md B.2: side maps L2-normalised per pixel, resized to the side3 grid, concatenated to 768-d."""
     with torch.no_grad():
         x4, hie = net.features(images)
         side4 = net.side4(x4)
@@ -102,7 +102,7 @@ def test_absent_classes_and_padding_give_zero_cam_and_seeds(net, images):
     assert ((seeds == 0) | (seeds == 1)).all()
     # one-hot where the mask allows: every real pixel has exactly one seed here
     assert torch.equal(seeds.sum(dim=1)[..., :3], torch.ones(2, 6, 3))
-    # wiring: seeds = structure-aware seeds of the masked M on the semantic feature x4 (SPEC B.7)
+    # wiring: seeds = structure-aware seeds of the masked M on the semantic feature x4 (docs/method.md B.7)
     with torch.no_grad():
         x4, hie = net.features(images)
     valid = torch.zeros(2, 21, 6, 5)
@@ -116,7 +116,7 @@ def test_absent_classes_and_padding_give_zero_cam_and_seeds(net, images):
 
 
 def test_label_as_mask_broadcasts(net, images):
-    """In-training validation passes label21 [N,C+1,1,1] as the mask (SPEC A.5, C)."""
+    """In-training validation passes label21 [N,C+1,1,1] as the mask (docs/method.md A.5, C)."""
     label = torch.zeros(2, 21, 1, 1)
     label[:, [0, 7]] = 1
     out = net(images, label)
@@ -136,7 +136,7 @@ def test_infer_flip_equivariance(net):
 
 
 def test_infer_wiring_matches_spec(net):
-    """SPEC B.7 right column: flip-sum cam and hie before normalisation, seeds from hie with the label mask."""
+    """docs/method.md B.7 right column: flip-sum cam and hie before normalisation, seeds from hie with the label mask."""
     torch.manual_seed(6)
     image = torch.randn(1, 3, 80, 96)
     label = torch.zeros(21)

@@ -1,4 +1,4 @@
-"""denseCRF label maps (SPEC E) and IR labels (SPEC F.1) on hand-made images and maps."""
+"""denseCRF label maps (docs/method.md E) and IR labels (docs/method.md F.1) on hand-made images and maps."""
 
 from __future__ import annotations
 

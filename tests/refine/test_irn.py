@@ -1,4 +1,4 @@
-"""The IRN network (SPEC F.2), its checkpoints, and the pseudo-label steps of SPEC F.5."""
+"""The IRN network (docs/method.md F.2), its checkpoints, and the pseudo-label steps of docs/method.md F.5."""
 
 from __future__ import annotations
 

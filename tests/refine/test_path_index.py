@@ -1,4 +1,4 @@
-"""IRN path index (SPEC F.3), pair labels and losses (SPEC F.4) against naive loops."""
+"""IRN path index (docs/method.md F.3), pair labels and losses (docs/method.md F.4) against naive loops."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sparse random walk against a dense float64 implementation of SPEC F.5 step 3 on small grids."""
+"""The sparse random walk against a dense float64 implementation of docs/method.md F.5 step 3 on small grids."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def naive_path(dy: int, dx: int) -> list[tuple[int, int]]:
 
 
 def dense_reference(cams: np.ndarray, edge: np.ndarray, radius: int, beta: float, exp_times: int) -> np.ndarray:
-    """SPEC F.5 step 3 literally, in float64: dense A over all pixel pairs, T = A^β / column sums,
+    """docs/method.md F.5 step 3 literally, in float64: dense A over all pixel pairs, T = A^β / column sums,
     T squared ``exp_times`` times, rw = (cams ⊙ (1 − edge)) · T."""
     k, h, w = cams.shape
     n = h * w

@@ -37,7 +37,7 @@ def test_refinement_outputs(snakemake_run: Path):
 
 
 def test_crf_method_trains_no_irn(tmp_path):
-    repo = copy_repo(tmp_path, refine={"method": "crf"})
+    repo = copy_repo(tmp_path, config="dag-crf")
     out = run(["snakemake", "-n", "--quiet", "rules"], cwd=repo).stdout
     assert "crf" in out and "ir_labels" in out and "refinement_table" in out
     assert "train_irn" not in out and "pseudo_labels" not in out

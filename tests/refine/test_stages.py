@@ -15,15 +15,22 @@ import yaml
 from sipe.cams import load_maps, map_path, save_maps
 from sipe.cli import main
 from sipe.errors import SipeError
-from sipe.io import read_label_png, save_label_png
+from sipe.io import read_image, read_label_png, save_label_png
 from sipe.models.checkpoint import save_model
 from sipe.models.irn import IRN
 from sipe.refine.crf import CRFSettings
 from sipe.refine.ir_labels import confident_labels, crf_label_map
-from sipe.stages.cams import read_image
 from sipe.stages.refine import crf_labels, gather_labels, ir_labels, pseudo_labels
-from sipe.stages.refine_eval import eval_labels, refinement_table
-from tests.cams.tiny import LABELS, N_VALID, TRAIN_AUG, make_dataset, masks, perfect_maps
+from sipe.stages.refine_eval import eval_labels
+from sipe.stages.tables import refinement_table
+from tests.cams.tiny import (
+    LABELS,
+    N_VALID,
+    TRAIN_AUG,
+    make_dataset,
+    masks,
+    perfect_maps,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -20,7 +20,7 @@ from sipe.io import read_label_png, save_label_png
 from sipe.models.irn import load_irn
 from sipe.refine.affinity_dataset import AffinityDataset
 from sipe.stages.train_irn import train_irn
-from tests.train.tiny import TINY_DATA
+from tests.tiny import TINY_DATA
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sipe.data.synthetic import generate_synthetic
-from tests.train.tiny import TINY_DATA
+from tests.tiny import TINY_DATA
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The classification dataset: samples, multi-hot labels, the valid mask (SPEC A.4) and its errors."""
+"""The classification dataset: samples, multi-hot labels, the valid mask (docs/method.md A.4) and its errors."""
 
 from __future__ import annotations
 

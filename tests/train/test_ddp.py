@@ -22,7 +22,7 @@ import yaml
 from sipe import distributed
 from sipe.stages.train_sipe import train_sipe
 from sipe.training import EpochBatchSampler, RunBatchSampler, TrainingError
-from tests.train.tiny import REPO, tiny_params
+from tests.tiny import REPO, tiny_params
 
 HERE = Path(__file__).resolve().parent
 

@@ -10,7 +10,7 @@ from sipe.errors import ConfigError
 from sipe.models.backbone import build_resnet
 from sipe.stages.pretrain import pretrain_backbone
 from sipe.stages.train_sipe import build_sipe, train_sipe
-from tests.train.tiny import tiny_params
+from tests.tiny import tiny_params
 
 
 def _params(**pretrain):
@@ -22,11 +22,13 @@ def _params(**pretrain):
 def test_pretrained_backbone_is_torchvision_format_and_starts_sipe(tiny_data, tmp_path):
     params = _params()
     weights = pretrain_backbone(params, tiny_data, tmp_path / "pretrain", workers=1)
-    assert sorted(p.name for p in (tmp_path / "pretrain").iterdir()) == [
-        "backbone.pth", "loss.png", "pretrain.json", "steps.csv"]
+    assert weights == tmp_path / "pretrain/backbone.pth"
+    # the layout of every trainer (sipe.trainer)
+    assert sorted(p.name for p in (tmp_path / "pretrain").iterdir()) == ["backbone.pth", "train"]
+    assert sorted(p.name for p in (tmp_path / "pretrain/train").iterdir()) == ["loss.png", "steps.csv", "train.json"]
     state = torch.load(weights, weights_only=True)
     assert not any(k.startswith("fc.") for k in state) and "layer4.1.conv2.weight" in state
-    steps = pd.read_csv(tmp_path / "pretrain/steps.csv")
+    steps = pd.read_csv(tmp_path / "pretrain/train/steps.csv")
     assert list(steps["step"]) == list(range(1, 9))  # 16 images // 4 = 4 steps per epoch, 2 epochs
 
     # The weights load into the stride-16 SIPE backbone unchanged (layer4 stride 1 keeps the shapes).

@@ -10,10 +10,11 @@ import torch
 
 from sipe.data.manifest import DatasetManifest
 from sipe.errors import DatasetError
-from sipe.models.checkpoint import load_sipe, read_torch_file
+from sipe.io import read_torch_file
+from sipe.models.sipe_net import load_sipe
 from sipe.stages.train_sipe import build_sipe, train_sipe
 from sipe.training import seed_everything
-from tests.train.tiny import tiny_params
+from tests.tiny import tiny_params
 
 
 class Interrupt(Exception):
@@ -72,7 +73,7 @@ def test_killed_run_resumes_to_bit_identical_weights(tiny_data, tmp_path):
 
 def test_gsc_off_trains_only_the_classifier_loss(tiny_data, tmp_path):
     params = tiny_params(epochs=1)
-    train_sipe(params, tiny_data, tmp_path / "nogsc", workers=1, gsc=False)
+    train_sipe(params, tiny_data, tmp_path / "nogsc", workers=1, variant="nogsc")
     steps = pd.read_csv(tmp_path / "nogsc" / "train" / "steps.csv")
     assert (steps["loss"] == steps["loss_cls"]).all() and (steps["loss_gsc"] > 0).all()  # GSC logged, not trained
     assert json.loads((tmp_path / "nogsc" / "train" / "train.json").read_text())["gsc"] is False
@@ -85,7 +86,7 @@ def test_gsc_off_trains_only_the_classifier_loss(tiny_data, tmp_path):
     for k in ("classifier.weight", "backbone.layer4.0.conv1.weight"):
         assert not torch.equal(trained[k], initial[k])
     for k in ("backbone.conv1.weight", "backbone.layer1.0.conv1.weight", "backbone.layer2.0.conv1.weight"):
-        assert torch.equal(trained[k], initial[k])  # frozen stem, detached stages 1–2 (SPEC B.1)
+        assert torch.equal(trained[k], initial[k])  # frozen stem, detached stages 1–2 (docs/method.md B.1)
 
 
 def test_loss_decreases_on_the_tiny_set(tiny_data, tmp_path):

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sipe.errors import DatasetError
+from sipe.errors import ConfigError, DatasetError, one_line
+from sipe.io import save_torch
 from sipe.training import (
     EpochBatchSampler,
     RunBatchSampler,
@@ -24,7 +25,6 @@ from sipe.training import (
     poly_lr,
     rng_state,
     sample_seed,
-    save_checkpoint,
     seed_everything,
     set_poly_lr,
     set_rng_state,
@@ -116,7 +116,7 @@ def test_sgd_groups_carry_the_lr_multiplier_weight_decay_and_the_momentum_quirk(
                    lr=0.1, weight_decay=1e-4, momentum=1e-4)
     g0, g1 = opt.param_groups
     assert (g0["name"], g0["lr"], g1["name"], g1["lr"]) == ("backbone", 0.1, "new", pytest.approx(1.0))
-    assert g0["momentum"] == g1["momentum"] == 1e-4  # SPEC C: the reference's effective momentum
+    assert g0["momentum"] == g1["momentum"] == 1e-4  # docs/method.md C: the reference's effective momentum
     assert g0["weight_decay"] == g1["weight_decay"] == 1e-4
     assert len(g0["params"]) == 1  # frozen parameters are left out
     lr = set_poly_lr(opt, 30, 100, 0.9)
@@ -204,7 +204,7 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path):
     import numpy as np
 
     seed_everything(5)
-    save_checkpoint(tmp_path / "c.pt", {"rng": rng_state(), "step": 3})
+    save_torch(tmp_path / "c.pt", {"rng": rng_state(), "step": 3})
     expected = (torch.rand(3), np.random.rand(3), random.random())
     torch.rand(10), np.random.rand(10), random.random()
     state = load_checkpoint(tmp_path / "c.pt")  # weights_only=True
@@ -274,6 +274,14 @@ def test_dataset_error_in_a_loader_worker_stays_one_line(tmp_path, workers):
     assert str(info.value) == "/data/img3.jpg: cannot read image (broken)"
 
 
+def test_one_line_of_an_exception():
+    assert one_line(ValueError("first\nsecond")) == "first" and one_line(KeyError()) == "KeyError"
+    assert one_line(ValueError("x" * 50), limit=20) == "x" * 17 + "..."
+    wrapped = DatasetError("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                           "last):\n  File \"x.py\", line 1\nsipe.errors.DatasetError: /a.jpg: broken")
+    assert one_line(wrapped) == "/a.jpg: broken"
+
+
 def test_too_few_samples_for_one_batch(tmp_path):
     with pytest.raises(TrainingError, match="fewer than one batch"):
         run(tmp_path, data=ToyData(3), batch_size=4)
@@ -284,14 +292,14 @@ def test_too_few_samples_for_one_batch(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 def test_device_selection():
-    from sipe.training import select_device
+    from sipe.device import select_device
 
     assert select_device("cpu") == torch.device("cpu")
     assert select_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(TrainingError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="CUDA is not available"):
             select_device("cuda")
-    with pytest.raises(TrainingError):
+    with pytest.raises(ConfigError):
         select_device("tpu-ish")
 
 

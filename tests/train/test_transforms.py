@@ -1,4 +1,4 @@
-"""The SIPE training augmentation (SPEC A.4) and the inference normalisation."""
+"""The SIPE training augmentation (docs/method.md A.4) and the inference normalisation."""
 
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
 # Paths and helpers shared by every rule. One dataset per run: params.yaml `dataset`.
-import glob
-import os
+import sys
 
 import yaml
+
+# This checkout's sipe package, whatever is installed: its sources are the rules' code inputs.
+sys.path.insert(0, workflow.basedir)
+from sipe.sources import command_sources
 
 # Every `sipe` command reads its settings from this file; Snakemake's own copy (`config`) is used
 # for validation and rerun triggers only, so both must agree (no --config overrides).
@@ -33,12 +36,10 @@ def sipe_launcher(wildcards, resources):
     return f"python -m torch.distributed.run --standalone --nproc_per_node={gpus} -m sipe --"
 
 
-def code(*paths):
-    """Source files a rule depends on, so that editing them reruns the rule (a folder means its *.py)."""
-    files = []
-    for path in paths:
-        files += sorted(glob.glob(f"{path}/*.py")) if os.path.isdir(path) else [path]
-    return files
+def sources(command):
+    """Source files of the `sipe <command>` stage, computed from its module's imports (sipe/sources.py), so
+    that editing a module reruns exactly the rules whose stages import it (docs/architecture.md)."""
+    return command_sources(command)
 
 
 def cams_role(wildcards):

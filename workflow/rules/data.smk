@@ -1,10 +1,10 @@
-# Phase 1: dataset preparation (synthetic generation, VOC + SBD, or COCO) and its report.
+# Dataset preparation (synthetic generation, VOC + SBD, or COCO) and its report.
 
 
 rule prepare_data:
     """Build the prepared dataset (VOC layout + dataset.json) that params.yaml `dataset` names."""
     input:
-        code=code("sipe/data", "sipe/stages/data.py", "sipe/io.py", "sipe/cli.py"),
+        code=sources("prepare-data"),
     output:
         directory(DATA),
     params:
@@ -26,7 +26,7 @@ rule dataset_report:
     """Validate the prepared dataset; statistics and a contact sheet of sample images with masks."""
     input:
         data=DATA,
-        code=code("sipe/data", "sipe/stages/data.py", "sipe/io.py", "sipe/cli.py", "sipe/viz.py"),
+        code=sources("dataset-report"),
     output:
         sheet=report(
             f"{RESULTS}/dataset/contact_sheet.png",

@@ -1,4 +1,4 @@
-# Phase 4: DeepLabV2 trained on the pseudo labels and scored on val (SPEC G), the results summary and the
+# DeepLabV2 trained on the pseudo labels and scored on val (docs/method.md G), the results summary and the
 # pictures of the report. Reads refine.smk's PSEUDO_LABELS (index.json of the label folder DeepLab trains
 # on) when the DAG is built, so the order of the includes does not matter.
 
@@ -26,13 +26,12 @@ wildcard_constraints:
 
 
 rule train_deeplab:
-    """DeepLabV2 (MSC, frozen BN) on the pseudo labels of train_aug (SPEC G.2); resumes from its checkpoint if killed."""
+    """DeepLabV2 (MSC, frozen BN) on the pseudo labels of train_aug (docs/method.md G.2); resumes from its checkpoint if killed."""
     input:
         data=DATA,
         labels=lambda wildcards: PSEUDO_LABELS,
         init=DEEPLAB_INIT or [],
-        code=code("sipe/models/deeplab.py", "sipe/models/backbone.py", "sipe/training.py",
-                  "sipe/data/segmentation.py", "sipe/data/transforms.py", "sipe/stages/deeplab.py"),
+        code=sources("train-deeplab"),
     output:
         model=f"{DEEPLAB}/model.pt",
         steps=f"{DEEPLAB}/train/steps.csv",
@@ -61,11 +60,11 @@ rule train_deeplab:
 
 
 rule segment:
-    """MSC inference (optional flip, denseCRF) on one shard of a split: palette PNGs per image (SPEC G.3, G.4)."""
+    """MSC inference (optional flip, denseCRF) on one shard of a split: palette PNGs per image (docs/method.md G.3, G.4)."""
     input:
         data=DATA,
         model=f"{DEEPLAB}/model.pt",
-        code=code("sipe/models/deeplab.py", "sipe/refine/crf.py", "sipe/stages/deeplab.py"),
+        code=sources("segment"),
     output:
         f"{DEEPLAB}/{{split}}/shards/{{scatteritem}}.json",
     params:
@@ -91,10 +90,10 @@ rule gather_segment:
         data=DATA,
         # gather.deeplab() fills {scatteritem}; the doubled braces keep {split} a wildcard.
         shards=gather.deeplab(f"{DEEPLAB}/{{{{split}}}}/shards/{{scatteritem}}.json"),
+        code=sources("gather-labels"),
     output:
         f"{DEEPLAB}/{{split}}/{{kind}}/index.json",
     params:
-        file=PARAMS,
         labels=subpath(output[0], parent=True),
     log:
         f"{LOGS}/gather_segment_{{split}}_{{kind}}.log",
@@ -104,22 +103,21 @@ rule gather_segment:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m sipe gather-labels --params {params.file} --data {input.data} --labels {params.labels} "
+        "python -m sipe gather-labels --data {input.data} --labels {params.labels} "
         "--role {wildcards.split} --log {log}"
 
 
 rule eval_seg:
-    """Per-class IoU, mIoU, pixel and mean accuracy, FW-IoU of the val label maps (SPEC G.3)."""
+    """Per-class IoU, mIoU, pixel and mean accuracy, FW-IoU of the val label maps (docs/method.md G.3)."""
     input:
         data=DATA,
         index=f"{DEEPLAB}/val/{{kind}}/index.json",
-        code=code("sipe/metrics.py", "sipe/stages/deeplab.py"),
+        code=sources("eval-seg"),
     output:
         summary=f"{DEEPLAB}/eval/{{kind}}/summary.json",
         classes=report(f"{DEEPLAB}/eval/{{kind}}/per_class.csv", caption="../report/eval_seg.rst",
                        category="Segmentation", subcategory="{kind}"),
     params:
-        file=PARAMS,
         pred=subpath(input.index, parent=True),
         out=subpath(output.summary, parent=True),
     log:
@@ -130,7 +128,7 @@ rule eval_seg:
         mem_mb=2000,
         runtime=10 if DATASET == "synthetic" else 30,
     shell:
-        "python -m sipe eval-seg --params {params.file} --data {input.data} --pred {params.pred} --out {params.out} "
+        "python -m sipe eval-seg --data {input.data} --pred {params.pred} --out {params.out} "
         "--split val --log {log}"
 
 
@@ -139,7 +137,7 @@ rule pseudo_label_sheet:
     input:
         data=DATA,
         labels=lambda wildcards: PSEUDO_LABELS,
-        code=code("sipe/viz.py", "sipe/stages/deeplab.py"),
+        code=sources("seg-sheet"),
     output:
         report(f"{DEEPLAB}/pictures/pseudo_labels.png", caption="../report/pseudo_label_sheet.rst",
                category="Segmentation"),
@@ -164,7 +162,7 @@ rule prediction_sheet:
     input:
         data=DATA,
         index=expand(f"{DEEPLAB}/val/{{kind}}/index.json", kind=SEG_KINDS),
-        code=code("sipe/viz.py", "sipe/stages/deeplab.py"),
+        code=sources("seg-sheet"),
     output:
         report(f"{DEEPLAB}/pictures/predictions.png", caption="../report/prediction_sheet.rst",
                category="Segmentation"),
@@ -192,7 +190,7 @@ rule summary_table:
         crf=f"{RESULTS}/refine/crf_eval/summary.json",
         pseudo=PSEUDO_LABELS_EVAL,
         deeplab=expand(f"{DEEPLAB}/eval/{{kind}}/summary.json", kind=SEG_KINDS),
-        code=code("sipe/stages/summary.py", "sipe/stages/tables.py"),
+        code=sources("summary-table"),
     output:
         csv=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Results"),
         md=f"{RESULTS}/summary.md",

@@ -1,4 +1,4 @@
-# Phase 3: refinement of the main model's IS-CAM maps into pixel pseudo labels (SPEC E, F): denseCRF (+dCRF),
+# Refinement of the main model's IS-CAM maps into pixel pseudo labels (docs/method.md E, F): denseCRF (+dCRF),
 # IR labels, IRN training and random-walk pseudo labels; label scores on the train split and the refinement table.
 # refine.method "irn" (VOC in the paper): DeepLab trains on the random-walk labels; "crf" (COCO in the paper):
 # on the IR labels, with 255 where uncertain, and IRN is not trained.
@@ -9,15 +9,14 @@ REFINE_IRN = config["refine"]["method"] == "irn"
 LABEL_FOLDERS = ["crf", "ir_labels", "pseudo_labels"] if REFINE_IRN else ["crf", "ir_labels"]
 # The index.json of the label folder DeepLab trains on (deeplab.smk reads it).
 PSEUDO_LABELS = f"{REFINE}/pseudo_labels/index.json" if REFINE_IRN else f"{REFINE}/ir_labels/index.json"
-CRF_CODE = code("sipe/refine/crf.py", "sipe/refine/ir_labels.py", "sipe/cams.py", "sipe/stages/refine.py")
 
 
 rule crf:
-    """denseCRF label maps keys[CRF(argmax IS-CAM)] of one shard of train_aug: the +dCRF labels (SPEC E)."""
+    """denseCRF label maps keys[CRF(argmax IS-CAM)] of one shard of train_aug: the +dCRF labels (docs/method.md E)."""
     input:
         data=DATA,
         maps=REFINE_MAPS,
-        code=CRF_CODE,
+        code=sources("crf"),
     output:
         f"{REFINE}/crf/shards/{{scatteritem}}.json",
     params:
@@ -39,12 +38,12 @@ rule crf:
 
 
 rule ir_labels:
-    """IR labels of one shard of train_aug: the crf map's foreground, a second CRF pass for the background (SPEC F.1)."""
+    """IR labels of one shard of train_aug: the crf map's foreground, a second CRF pass for the background (docs/method.md F.1)."""
     input:
         data=DATA,
         maps=REFINE_MAPS,
         crf=f"{REFINE}/crf/index.json",
-        code=CRF_CODE,
+        code=sources("ir-labels"),
     output:
         f"{REFINE}/ir_labels/shards/{{scatteritem}}.json",
     params:
@@ -67,14 +66,12 @@ rule ir_labels:
 
 
 rule train_irn:
-    """IRN (frozen backbone, boundary and displacement branches) on the IR labels of train_aug (SPEC F.2-F.4)."""
+    """IRN (frozen backbone, boundary and displacement branches) on the IR labels of train_aug (docs/method.md F.2-F.4)."""
     input:
         data=DATA,
         labels=f"{REFINE}/ir_labels/index.json",
         init=PRETRAINED or [],
-        code=code("sipe/models/irn.py", "sipe/models/backbone.py", "sipe/training.py", "sipe/data/transforms.py",
-                  "sipe/refine/affinity_dataset.py", "sipe/refine/path_index.py", "sipe/refine/irn_loss.py",
-                  "sipe/stages/train_irn.py"),
+        code=sources("train-irn"),
     output:
         model=f"{REFINE}/irn/model.pt",
         steps=f"{REFINE}/irn/train/steps.csv",
@@ -103,13 +100,12 @@ rule train_irn:
 
 
 rule pseudo_labels:
-    """Random-walk pseudo labels of one shard of train_aug from IS-CAM and IRN boundaries (SPEC F.5)."""
+    """Random-walk pseudo labels of one shard of train_aug from IS-CAM and IRN boundaries (docs/method.md F.5)."""
     input:
         data=DATA,
         maps=REFINE_MAPS,
         model=f"{REFINE}/irn/model.pt",
-        code=code("sipe/models/irn.py", "sipe/refine/path_index.py", "sipe/refine/random_walk.py",
-                  "sipe/refine/pseudo_labels.py", "sipe/cams.py", "sipe/stages/refine.py"),
+        code=sources("pseudo-labels"),
     output:
         f"{REFINE}/pseudo_labels/shards/{{scatteritem}}.json",
     params:
@@ -140,10 +136,10 @@ for _folder in LABEL_FOLDERS:
         input:
             data=DATA,
             shards=gather.refine(f"{REFINE}/{_folder}/shards/{{scatteritem}}.json"),
+            code=sources("gather-labels"),
         output:
             f"{REFINE}/{_folder}/index.json",
         params:
-            file=PARAMS,
             labels=subpath(output[0], parent=True),
         log:
             f"{LOGS}/gather_{_folder}.log",
@@ -153,7 +149,7 @@ for _folder in LABEL_FOLDERS:
             mem_mb=1000,
             runtime=5,
         shell:
-            "python -m sipe gather-labels --params {params.file} --data {input.data} --labels {params.labels} "
+            "python -m sipe gather-labels --data {input.data} --labels {params.labels} "
             "--log {log}"
 
 
@@ -162,14 +158,13 @@ rule eval_labels:
     input:
         data=DATA,
         index=f"{REFINE}/{{labels}}/index.json",
-        code=code("sipe/metrics.py", "sipe/stages/refine_eval.py"),
+        code=sources("eval-labels"),
     wildcard_constraints:
         labels="|".join(LABEL_FOLDERS),
     output:
         summary=f"{REFINE}/{{labels}}_eval/summary.json",
         classes=f"{REFINE}/{{labels}}_eval/per_class.csv",
     params:
-        file=PARAMS,
         labels=subpath(input.index, parent=True),
         out=subpath(output.summary, parent=True),
     log:
@@ -180,7 +175,7 @@ rule eval_labels:
         mem_mb=2000,
         runtime=10 if DATASET == "synthetic" else 30,
     shell:
-        "python -m sipe eval-labels --params {params.file} --data {input.data} --labels {params.labels} "
+        "python -m sipe eval-labels --data {input.data} --labels {params.labels} "
         "--out {params.out} --log {log}"
 
 
@@ -191,7 +186,7 @@ rule refinement_table:
         crf=f"{REFINE}/crf_eval/summary.json",
         ir=f"{REFINE}/ir_labels_eval/summary.json",
         pseudo=f"{REFINE}/pseudo_labels_eval/summary.json" if REFINE_IRN else [],
-        code=code("sipe/stages/refine_eval.py", "sipe/stages/tables.py"),
+        code=sources("refinement-table"),
     output:
         csv=report(f"{RESULTS}/refinement.csv", caption="../report/refinement.rst", category="Results"),
         md=f"{RESULTS}/refinement.md",

@@ -1,4 +1,4 @@
-# Phase 2: SIPE classifier training (IPE + GSC), IS-CAM generation and localisation-map evaluation.
+# SIPE classifier training (IPE + GSC), IS-CAM generation and localisation-map evaluation.
 # Variants: "sipe" (params.yaml settings) and "nogsc" (the same with the GSC loss off, paper Tab. 4).
 
 VARIANTS = config["sipe"]["variants"]
@@ -15,13 +15,12 @@ rule pretrain_backbone:
     """Stand-in for ImageNet weights: a plain ResNet trained on the train_aug image labels (sipe.weights: pretrain)."""
     input:
         data=DATA,
-        code=code("sipe/training.py", "sipe/data/transforms.py", "sipe/data/classification.py",
-                  "sipe/stages/pretrain.py"),
+        code=sources("pretrain-backbone"),
     output:
         weights=f"{RESULTS}/pretrain/backbone.pth",
-        steps=f"{RESULTS}/pretrain/steps.csv",
-        summary=f"{RESULTS}/pretrain/pretrain.json",
-        curve=report(f"{RESULTS}/pretrain/loss.png", caption="../report/pretrain.rst", category="Training"),
+        steps=f"{RESULTS}/pretrain/train/steps.csv",
+        summary=f"{RESULTS}/pretrain/train/train.json",
+        curve=report(f"{RESULTS}/pretrain/train/loss.png", caption="../report/pretrain.rst", category="Training"),
     params:
         file=PARAMS,
         settings=[config["pretrain"], {k: config["sipe"][k] for k in ("backbone", "crop", "resize_long")}],
@@ -42,12 +41,11 @@ rule pretrain_backbone:
 
 
 rule train_sipe:
-    """Train the SIPE classifier on train_aug (SPEC A.4, B, C); resumes from its checkpoint if killed."""
+    """Train the SIPE classifier on train_aug (docs/method.md A.4, B, C); resumes from its checkpoint if killed."""
     input:
         data=DATA,
         init=PRETRAINED or [],
-        code=code("sipe/ipe.py", "sipe/models", "sipe/training.py", "sipe/data/transforms.py",
-                  "sipe/data/classification.py", "sipe/stages/train_sipe.py"),
+        code=sources("train-sipe"),
     output:
         model=f"{RESULTS}/{{variant}}/model.pt",
         steps=f"{RESULTS}/{{variant}}/train/steps.csv",
@@ -76,11 +74,11 @@ rule train_sipe:
 
 
 rule make_cams:
-    """Multi-scale + flip IS-CAM (and CAM) maps of one shard of a split, one .npz per image (SPEC D)."""
+    """Multi-scale + flip IS-CAM (and CAM) maps of one shard of a split, one .npz per image (docs/method.md D)."""
     input:
         data=DATA,
         model=f"{RESULTS}/{{variant}}/model.pt",
-        code=code("sipe/cams.py", "sipe/models", "sipe/ipe.py", "sipe/stages/cams.py"),
+        code=sources("make-cams"),
     output:
         f"{RESULTS}/{{variant}}/cams/shards/{{scatteritem}}.json",
     params:
@@ -108,10 +106,10 @@ rule gather_cams:
         data=DATA,
         # gather.cams() fills {scatteritem}; the doubled braces keep {variant} a wildcard.
         shards=gather.cams(f"{RESULTS}/{{{{variant}}}}/cams/shards/{{scatteritem}}.json"),
+        code=sources("gather-maps"),
     output:
         f"{RESULTS}/{{variant}}/cams/index.json",
     params:
-        file=PARAMS,
         maps=subpath(output[0], parent=True),
         role=cams_role,
     log:
@@ -122,7 +120,7 @@ rule gather_cams:
         mem_mb=1000,
         runtime=5,
     shell:
-        "python -m sipe gather-maps --params {params.file} --data {input.data} --maps {params.maps} "
+        "python -m sipe gather-maps --data {input.data} --maps {params.maps} "
         "--role {params.role} --log {log}"
 
 
@@ -131,7 +129,7 @@ rule cam_overlays:
     input:
         data=DATA,
         index=f"{RESULTS}/{{variant}}/cams/index.json",
-        code=code("sipe/cams.py", "sipe/viz.py", "sipe/stages/cams.py"),
+        code=sources("cam-overlays"),
     output:
         report(f"{RESULTS}/{{variant}}/eval_cams/overlays.png", caption="../report/overlays.rst",
                category="Localisation maps", subcategory="{variant}"),
@@ -152,11 +150,11 @@ rule cam_overlays:
 
 
 rule eval_cams:
-    """mIoU of IS-CAM on the train split, and of the CAM baseline over a background-threshold sweep (SPEC D)."""
+    """mIoU of IS-CAM on the train split, and of the CAM baseline over a background-threshold sweep (docs/method.md D)."""
     input:
         data=DATA,
         index=f"{RESULTS}/{{variant}}/cams/index.json",
-        code=code("sipe/cams.py", "sipe/metrics.py", "sipe/stages/cams.py"),
+        code=sources("eval-cams"),
     output:
         summary=f"{RESULTS}/{{variant}}/eval_cams/summary.json",
         is_cam=f"{RESULTS}/{{variant}}/eval_cams/is_cam.json",
@@ -187,7 +185,8 @@ rule eval_cams:
 rule localisation_table:
     """Paper Tab. 4 side by side: CAM baseline, IS-CAM without GSC, full SIPE (train-split mIoU)."""
     input:
-        expand(f"{RESULTS}/{{variant}}/eval_cams/summary.json", variant=VARIANTS),
+        summaries=expand(f"{RESULTS}/{{variant}}/eval_cams/summary.json", variant=VARIANTS),
+        code=sources("localisation-table"),
     output:
         csv=report(f"{RESULTS}/localisation.csv", caption="../report/localisation.rst", category="Results"),
         md=f"{RESULTS}/localisation.md",
@@ -201,4 +200,4 @@ rule localisation_table:
         mem_mb=500,
         runtime=5,
     shell:
-        "python -m sipe localisation-table --params {params.file} --summaries {input} --out {output.csv} --log {log}"
+        "python -m sipe localisation-table --params {params.file} --summaries {input.summaries} --out {output.csv} --log {log}"

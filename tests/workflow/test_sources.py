@@ -1,0 +1,71 @@
+"""Code dependencies computed from imports (sipe/sources.py): the closures, dvc.yaml, and what an edit reruns."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sipe.sources import import_closure, imported_modules, sync_dvc_deps
+from tests.conftest import REPO, run
+
+
+def test_imports_inside_functions_and_package_inits_count():
+    # sipe.stages.refine imports the CRF at the top and the IRN loader inside a function
+    closure = import_closure("sipe.stages.refine")
+    assert {"sipe/__init__.py", "sipe/stages/__init__.py", "sipe/refine/__init__.py", "sipe/refine/crf.py",
+            "sipe/refine/random_walk.py", "sipe/io.py", "sipe/stages/refine.py"} <= set(closure)
+    assert "sipe/stages/train_sipe.py" not in closure and "sipe/cli.py" not in closure
+    assert list(closure) == sorted(closure)
+
+
+def test_closure_is_transitive():
+    closure = set(import_closure("sipe.stages.refine"))
+    for path in closure:
+        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        assert set(import_closure(module)) <= closure, f"{module} imports outside the closure of sipe.stages.refine"
+
+
+def test_relative_and_from_imports_resolve_to_modules():
+    assert "sipe.errors" in imported_modules("sipe.io")
+    with pytest.raises(ValueError, match="no such module"):
+        import_closure("sipe.no_such_module")
+
+
+def test_dvc_yaml_deps_are_the_computed_closures():
+    assert sync_dvc_deps(REPO / "dvc.yaml", write=False) == [], "run `python -m sipe.sources dvc.yaml`"
+
+
+def test_sync_rewrites_a_drifted_stage_and_keeps_the_rest(tmp_path):
+    text = (REPO / "dvc.yaml").read_text()
+    drifted = tmp_path / "dvc.yaml"
+    drifted.write_text(text.replace("      - sipe/refine/crf.py\n", "", 1))
+    assert sync_dvc_deps(drifted, write=False) != []
+    sync_dvc_deps(drifted)
+    assert drifted.read_text() == text
+
+
+def _planned_rules(repo: Path) -> set[str]:
+    out = run(["snakemake", "-n", "--quiet", "rules"], cwd=repo)
+    lines = (out.stdout + out.stderr).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("job")) + 2
+    return {line.split()[0] for line in lines[start:] if line.strip() and not line.startswith("total")}
+
+
+@pytest.mark.slow
+def test_editing_a_module_of_the_crf_stage_reruns_its_rules_only(snakemake_run: Path):
+    module = snakemake_run / "sipe/refine/crf.py"
+    original, stat = module.read_text(), module.stat()
+    module.write_text(original + "\n# an edit\n")
+    try:
+        planned = _planned_rules(snakemake_run)
+    finally:
+        module.write_text(original)
+        os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # the label CRF and every job downstream of its labels; DeepLab's segment runs the same CRF
+    assert {"crf", "gather_crf", "ir_labels", "train_irn", "pseudo_labels", "train_deeplab", "segment"} <= planned
+    # nothing upstream of the maps, nor the map evaluation, imports the CRF
+    assert not planned & {"prepare_data", "dataset_report", "pretrain_backbone", "train_sipe", "make_cams",
+                          "gather_cams", "eval_cams", "cam_overlays", "localisation_table"}
+    assert "Nothing to be done" in run(["snakemake", "-n"], cwd=snakemake_run).stdout
