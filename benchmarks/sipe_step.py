@@ -74,7 +74,7 @@ def measure(mode: str, args) -> dict:
 
 
 def inference_rate(backbone: str, size: tuple[int, int], images: int) -> float:
-    from sipe.cams import multiscale_maps
+    from sipe.maps import multiscale_maps
     from sipe.models import SIPENet
 
     torch.manual_seed(0)

@@ -107,13 +107,6 @@ def _validate_data(stage: ModuleType, args: argparse.Namespace, params: None) ->
     print(f"{args.data}: ok ({counts} images)")
 
 
-def _gather_maps(stage: ModuleType, args: argparse.Namespace, params: None) -> None:
-    """Check that every id of ``--role`` has its ``.npz`` map; write ``index.json``."""
-    from sipe.stages.shards import gather
-
-    gather(args.maps, _manifest(args.data).ids(args.role), ".npz", args.role)
-
-
 def _convert_deeplab_init(stage: ModuleType, args: argparse.Namespace, params: None) -> None:
     """Convert deeplab-pytorch's initialisation and say how many tensors it holds."""
     count = stage.convert_deeplab_init(args.src, args.out)
@@ -190,9 +183,10 @@ _COMMANDS = (
                        "(default: %(default)s)")),
             lambda stage, a, p: stage.make_cams(p, a.data, a.model, a.out, role=a.role, shard=_shard(a),
                                                 workers=a.workers, device=a.device)),
-    Command("gather-maps", "sipe.stages.cams",  # the gather step of make-cams: its closure holds shards + manifest
+    Command("gather-maps", "sipe.stages.shards",
             "Check that every image of a split has its map in a map folder; write its index.json.",
-            (DATA, MAPS, ROLE), _gather_maps),
+            (DATA, MAPS, ROLE),
+            lambda stage, a, p: stage.gather_split(a.data, a.maps, ".npz", a.role)),
     Command("cam-overlays", "sipe.stages.cams", "CAM vs IS-CAM overlays of the first images of the train split (PNG).",
             (*STAGE, MAPS, PNG_OUT),
             lambda stage, a, p: stage.cam_overlays(p, a.data, a.maps, a.out)),
@@ -225,10 +219,10 @@ _COMMANDS = (
             (*STAGE, MAPS, MODEL(help="IRN checkpoint (train-irn's model.pt)"), LABEL_OUT, SHARD, DEVICE),
             lambda stage, a, p: stage.pseudo_labels(p, a.data, a.maps, a.model, a.out, shard=_shard(a),
                                                     workers=a.workers, device=a.device)),
-    Command("gather-labels", "sipe.stages.refine",
+    Command("gather-labels", "sipe.stages.shards",
             "Check that every image of a split has its label PNG in a label folder; write its index.json.",
             (DATA, LABELS, ROLE),
-            lambda stage, a, p: stage.gather_labels(a.data, a.labels, a.role)),
+            lambda stage, a, p: stage.gather_split(a.data, a.labels, ".png", a.role)),
     Command("eval-labels", "sipe.stages.refine_eval",
             "Score a label folder on the train split: mIoU (255 = background), coverage, confident-pixel mIoU and "
             "precision (summary.json, per_class.csv).",

@@ -31,7 +31,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sipe.data.manifest import DatasetManifest, Split, bad_id_reason
-from sipe.data.validate import IMAGE_UNREADABLE, short_reason, validate_dataset
+from sipe.data.validate import IMAGE_UNREADABLE, problem_message, short_reason, validate_dataset
 from sipe.errors import ConfigError, DatasetError, first_offenders
 from sipe.io import IGNORE_INDEX, save_label_png, write_json, write_text
 from sipe.parallel import parallel_map
@@ -49,6 +49,13 @@ IMAGE_MISSING = "image_missing"
 IMAGE_SIZE = "image_size"
 BAD_SEGMENTATION = "bad_segmentation"
 CONVERT_ORDER = (IMAGE_MISSING, IMAGE_UNREADABLE, IMAGE_SIZE, BAD_SEGMENTATION)
+CONVERT_MESSAGES = {
+    IMAGE_MISSING: "{image_dir}: {n} annotated image(s) listed in {json_path} not found: {files}",
+    IMAGE_UNREADABLE: "{image_dir}: {n} unreadable image(s): {files}",
+    IMAGE_SIZE: "{json_path}: image size in the JSON differs from the file in {image_dir} for {n} image(s): {files}",
+    BAD_SEGMENTATION: "{json_path}: {n} image(s) with an invalid segmentation: {files}",
+}
+SPLIT_SOURCES = {"train_aug": "train", "train": "train", "val": "val"}  # split -> role in SUBSETS
 
 IMAGE_KEYS = ("id", "file_name", "height", "width")
 ANNOTATION_KEYS = ("image_id", "category_id", "segmentation", "area", "iscrowd")
@@ -76,8 +83,20 @@ def _missing_keys(entries, keys, label, kind: str) -> list[str]:
     return offenders
 
 
-def load_instances(path: Path) -> dict:
-    """Read and check the structure of an ``instances_*.json`` file (one-line errors naming it)."""
+def _image_label(index: int, entry: dict) -> str:
+    return f"images[{index}]" + (f" id {entry['id']}" if "id" in entry else "")
+
+
+def _annotation_label(index: int, entry: dict) -> str:
+    return f"annotation {entry['id']}" if "id" in entry else f"annotations[{index}]"
+
+
+def _category_label(index: int, entry: dict) -> str:
+    return f"categories[{index}]"
+
+
+def _read_instances(path: Path) -> dict:
+    """Read an ``instances_*.json`` file and check its top level (lists of images, annotations, categories)."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -90,23 +109,20 @@ def load_instances(path: Path) -> dict:
     absent = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
     if absent:
         raise DatasetError(f"{path}: missing or non-list top-level key(s): {', '.join(absent)}")
+    return data
 
-    def image_label(index, entry):
-        return f"images[{index}]" + (f" id {entry['id']}" if "id" in entry else "")
 
-    def annotation_label(index, entry):
-        return f"annotation {entry['id']}" if "id" in entry else f"annotations[{index}]"
-
-    def category_label(index, entry):
-        return f"categories[{index}]"
-
-    for kind, keys, label in (("categories", CATEGORY_KEYS, category_label), ("images", IMAGE_KEYS, image_label),
-                              ("annotations", ANNOTATION_KEYS, annotation_label)):
+def _check_keys(path: Path, data: dict) -> None:
+    """Every category, image and annotation is an object with its required keys."""
+    for kind, keys, label in (("categories", CATEGORY_KEYS, _category_label), ("images", IMAGE_KEYS, _image_label),
+                              ("annotations", ANNOTATION_KEYS, _annotation_label)):
         offenders = _missing_keys(data[kind], keys, label, kind)
         if offenders:
             raise DatasetError(f"{path}: {kind} with missing keys: {first_offenders(offenders)}")
 
-    categories = data["categories"]
+
+def _check_categories(path: Path, categories: list[dict]) -> None:
+    """Integer ids and string names, at least one category, no id twice."""
     bad = [f"categories[{i}]" for i, c in enumerate(categories)
            if not _is_int(c["id"]) or not isinstance(c["name"], str)]
     if bad:
@@ -118,7 +134,9 @@ def load_instances(path: Path) -> dict:
         dups = sorted({i for i in ids if ids.count(i) > 1})
         raise DatasetError(f"{path}: duplicate category ids: {first_offenders(dups)}")
 
-    images = data["images"]
+
+def _check_images(path: Path, images: list[dict]) -> None:
+    """Positive integer sizes, valid ``<id>.jpg`` file names, no id or file name twice."""
     bad = []
     for index, image in enumerate(images):
         name = image["file_name"]
@@ -140,11 +158,14 @@ def load_instances(path: Path) -> dict:
         if dups:
             raise DatasetError(f"{path}: duplicate image {key}s: {first_offenders(dups)}")
 
-    category_ids = set(ids)
-    image_ids = {image["id"] for image in images}
+
+def _check_annotations(path: Path, data: dict) -> None:
+    """Numeric area, iscrowd 0/1, and a category and an image that exist."""
+    category_ids = {c["id"] for c in data["categories"]}
+    image_ids = {image["id"] for image in data["images"]}
     unknown_category, unknown_image, bad_fields = [], [], []
     for index, ann in enumerate(data["annotations"]):
-        label = annotation_label(index, ann)
+        label = _annotation_label(index, ann)
         if not _is_number(ann["area"]) or ann["iscrowd"] not in (0, 1, True, False):
             bad_fields.append(f"{label} (area {ann['area']!r}, iscrowd {ann['iscrowd']!r})")
         if ann["category_id"] not in category_ids:
@@ -158,6 +179,15 @@ def load_instances(path: Path) -> dict:
                            f"{first_offenders(unknown_category)}")
     if unknown_image:
         raise DatasetError(f"{path}: annotations with image ids not in 'images': {first_offenders(unknown_image)}")
+
+
+def load_instances(path: Path) -> dict:
+    """Read and check the structure of an ``instances_*.json`` file (one-line errors naming it)."""
+    data = _read_instances(path)
+    _check_keys(path, data)
+    _check_categories(path, data["categories"])
+    _check_images(path, data["images"])
+    _check_annotations(path, data)
     return data
 
 
@@ -240,6 +270,114 @@ def _convert_image(task) -> tuple[str, str] | None:
     return None
 
 
+def _instances_path(coco_root: Path, subset: str) -> Path:
+    return coco_root / "annotations" / f"instances_{subset}.json"
+
+
+def _check_inputs(coco_root: Path, out_dir: Path, crowd: str) -> None:
+    """Up-front checks: the crowd mode, the image folders and annotation files, an existing empty ``out_dir``."""
+    if crowd not in CROWD_MODES:
+        raise ConfigError(f"coco.crowd: must be one of {', '.join(CROWD_MODES)}, got {crowd!r}")
+    if not coco_root.is_dir():
+        raise DatasetError(f"{coco_root}: COCO 2014 root not found ({COCO_HINT})")
+    for subset in SUBSETS.values():
+        if not (coco_root / subset).is_dir():
+            raise DatasetError(f"{coco_root / subset}: COCO image folder not found ({COCO_HINT})")
+        json_path = _instances_path(coco_root, subset)
+        if not json_path.is_file():
+            raise DatasetError(f"{json_path}: annotation file not found ({COCO_HINT})")
+    if not out_dir.is_dir():
+        raise DatasetError(f"{out_dir}: output folder not found (the caller creates it empty)")
+    if any(out_dir.iterdir()):
+        raise DatasetError(f"{out_dir}: output folder is not empty")
+
+
+def _categories(json_path: Path, data: dict, reference: tuple[Path, list] | None) -> list[tuple[int, str]]:
+    """``(id, name)`` in ascending id; equal to ``reference`` (first subset's file, categories) if given."""
+    categories = sorted((c["id"], c["name"]) for c in data["categories"])
+    if reference is not None and categories != reference[1]:
+        raise DatasetError(f"{json_path}: categories differ from those of {reference[0]}")
+    if len(categories) >= IGNORE_INDEX:
+        raise DatasetError(f"{json_path}: {len(categories)} categories do not fit in a uint8 label map")
+    return categories
+
+
+def _annotated_images(json_path: Path, data: dict, image_dir: Path) -> tuple[list[dict], dict[object, list[dict]]]:
+    """The images with at least one annotation (all present in ``image_dir``) and the annotations by image id."""
+    by_image: dict[object, list[dict]] = defaultdict(list)
+    for ann in data["annotations"]:
+        by_image[ann["image_id"]].append(ann)
+    images = [image for image in data["images"] if image["id"] in by_image]
+    if not images:
+        raise DatasetError(f"{json_path}: no image has an annotation")
+    present = {name for name in os.listdir(image_dir) if name.endswith(".jpg")}
+    missing = sorted(image["file_name"] for image in images if image["file_name"] not in present)
+    if missing:
+        raise DatasetError(problem_message(CONVERT_MESSAGES[IMAGE_MISSING], missing, image_dir=image_dir,
+                                           json_path=json_path))
+    return images, by_image
+
+
+def _shapes(anns: list[dict], contiguous: dict[int, int], crowd: str) -> list[tuple[object, int, object]]:
+    """``(annotation id, value, segmentation)`` in painting order: decreasing area, JSON order on ties."""
+    return [(ann.get("id", "?"),
+             IGNORE_INDEX if crowd == "ignore" and ann["iscrowd"] else contiguous[ann["category_id"]],
+             ann["segmentation"]) for ann in sorted(anns, key=lambda a: -a["area"])]
+
+
+def _plan_subset(coco_root: Path, out_dir: Path, subset: str, crowd: str, reference: tuple[Path, list] | None,
+                 labels: dict[str, list[int]]) -> tuple[list[tuple[int, str]], list[str], list[tuple]]:
+    """Read one subset: its categories, sorted image names and :func:`_convert_image` tasks; adds the
+    image-level labels to ``labels`` (the annotations are freed on return)."""
+    json_path = _instances_path(coco_root, subset)
+    data = load_instances(json_path)
+    categories = _categories(json_path, data, reference)
+    contiguous = {category_id: index for index, (category_id, _) in enumerate(categories, start=1)}
+    image_dir = coco_root / subset
+    images, by_image = _annotated_images(json_path, data, image_dir)
+    mask_dir = out_dir / MASK_DIR / subset
+    mask_dir.mkdir(parents=True)
+    names, tasks = [], []
+    for image in sorted(images, key=lambda im: im["file_name"][:-4]):
+        stem = image["file_name"][:-4]
+        if stem in labels:
+            raise DatasetError(f"{json_path}: image name {stem!r} is also used in the other subset")
+        labels[stem] = sorted({contiguous[ann["category_id"]] for ann in by_image[image["id"]]})
+        names.append(stem)
+        tasks.append((str(image_dir / image["file_name"]), str(mask_dir / f"{stem}.png"), image["height"],
+                      image["width"], _shapes(by_image[image["id"]], contiguous, crowd)))
+    return categories, names, tasks
+
+
+def _raise_convert_problems(coco_root: Path, results: list[tuple[str, str] | None], roles: list[str]) -> None:
+    """Raise the first conversion problem: kinds in :data:`CONVERT_ORDER`, then subsets (train first)."""
+    for kind in CONVERT_ORDER:
+        for role, subset in SUBSETS.items():
+            offenders = [r[1] for r, s in zip(results, roles) if r is not None and r[0] == kind and s == role]
+            if offenders:
+                raise DatasetError(problem_message(CONVERT_MESSAGES[kind], offenders, image_dir=coco_root / subset,
+                                                   json_path=_instances_path(coco_root, subset)))
+
+
+def _write_dataset(coco_root: Path, out_dir: Path, classes: tuple[str, ...], lists: dict[str, list[str]],
+                   labels: dict[str, list[int]], workers: int) -> DatasetManifest:
+    """Write the id lists, labels and classes, validate the result, then write ``dataset.json``."""
+    list_dir = out_dir / LIST_DIR
+    list_dir.mkdir(parents=True)
+    for role, source in SPLIT_SOURCES.items():
+        write_text(list_dir / f"{role}.txt", "".join(f"{name}\n" for name in lists[source]))
+    write_json(out_dir / LABELS_FILE, labels)
+    write_text(out_dir / CLASSES_FILE, "".join(f"{name}\n" for name in classes))
+
+    splits = {role: Split(list_dir / f"{role}.txt", coco_root / SUBSETS[source], out_dir / MASK_DIR / SUBSETS[source])
+              for role, source in SPLIT_SOURCES.items()}
+    manifest = DatasetManifest(root=out_dir, name="coco", classes=classes, splits=splits,
+                               labels_file=out_dir / LABELS_FILE)
+    validate_dataset(manifest, workers=workers)
+    manifest.write()
+    return manifest
+
+
 def prepare_coco(coco_root: Path, out_dir: Path, crowd: str = "class", workers: int = 1) -> DatasetManifest:
     """Prepare MS COCO 2014 in ``out_dir`` (an existing empty folder) and return its manifest.
 
@@ -248,102 +386,18 @@ def prepare_coco(coco_root: Path, out_dir: Path, crowd: str = "class", workers: 
     (``ConfigError`` for an unknown ``crowd`` mode).
     """
     coco_root, out_dir = Path(coco_root), Path(out_dir)
-    if crowd not in CROWD_MODES:
-        raise ConfigError(f"coco.crowd: must be one of {', '.join(CROWD_MODES)}, got {crowd!r}")
-    if not coco_root.is_dir():
-        raise DatasetError(f"{coco_root}: COCO 2014 root not found ({COCO_HINT})")
-    for subset in SUBSETS.values():
-        if not (coco_root / subset).is_dir():
-            raise DatasetError(f"{coco_root / subset}: COCO image folder not found ({COCO_HINT})")
-        json_path = coco_root / "annotations" / f"instances_{subset}.json"
-        if not json_path.is_file():
-            raise DatasetError(f"{json_path}: annotation file not found ({COCO_HINT})")
-    if not out_dir.is_dir():
-        raise DatasetError(f"{out_dir}: output folder not found (the caller creates it empty)")
-    if any(out_dir.iterdir()):
-        raise DatasetError(f"{out_dir}: output folder is not empty")
-
-    classes: tuple[str, ...] | None = None
-    category_source: Path | None = None
+    _check_inputs(coco_root, out_dir, crowd)
+    reference: tuple[Path, list] | None = None  # the first subset's annotation file and categories
     labels: dict[str, list[int]] = {}
     lists: dict[str, list[str]] = {}
-    all_tasks, task_subset = [], []
+    tasks, task_roles = [], []
     for role, subset in SUBSETS.items():
-        json_path = coco_root / "annotations" / f"instances_{subset}.json"
-        data = load_instances(json_path)
-        categories = sorted((c["id"], c["name"]) for c in data["categories"])
-        if classes is None:
-            classes = ("background",) + tuple(name for _, name in categories)
-            category_source, reference = json_path, categories
-        elif categories != reference:
-            raise DatasetError(f"{json_path}: categories differ from those of {category_source}")
-        if len(categories) >= IGNORE_INDEX:
-            raise DatasetError(f"{json_path}: {len(categories)} categories do not fit in a uint8 label map")
-        contiguous = {category_id: index for index, (category_id, _) in enumerate(categories, start=1)}
+        categories, lists[role], subset_tasks = _plan_subset(coco_root, out_dir, subset, crowd, reference, labels)
+        reference = reference or (_instances_path(coco_root, subset), categories)
+        tasks += subset_tasks
+        task_roles += [role] * len(subset_tasks)
+    classes = ("background",) + tuple(name for _, name in reference[1])
 
-        by_image: dict[object, list[dict]] = defaultdict(list)
-        for ann in data["annotations"]:
-            by_image[ann["image_id"]].append(ann)
-        images = [image for image in data["images"] if image["id"] in by_image]
-        if not images:
-            raise DatasetError(f"{json_path}: no image has an annotation")
-
-        image_dir = coco_root / subset
-        present = {name for name in os.listdir(image_dir) if name.endswith(".jpg")}
-        missing = sorted(image["file_name"] for image in images if image["file_name"] not in present)
-        if missing:
-            raise DatasetError(f"{image_dir}: {len(missing)} annotated image(s) listed in {json_path} not found: "
-                               f"{first_offenders(missing)}")
-
-        mask_dir = out_dir / MASK_DIR / subset
-        mask_dir.mkdir(parents=True)
-        names = []
-        for image in sorted(images, key=lambda im: im["file_name"][:-4]):
-            stem = image["file_name"][:-4]
-            if stem in labels:
-                raise DatasetError(f"{json_path}: image name {stem!r} is also used in the other subset")
-            anns = sorted(by_image[image["id"]], key=lambda a: -a["area"])  # stable: JSON order on ties
-            shapes = [(ann.get("id", "?"),
-                       IGNORE_INDEX if crowd == "ignore" and ann["iscrowd"] else contiguous[ann["category_id"]],
-                       ann["segmentation"]) for ann in anns]
-            labels[stem] = sorted({contiguous[ann["category_id"]] for ann in anns})
-            names.append(stem)
-            all_tasks.append((str(image_dir / image["file_name"]), str(mask_dir / f"{stem}.png"),
-                              image["height"], image["width"], shapes))
-            task_subset.append(role)
-        lists[role] = names
-        del data, by_image, images
-
-    results = parallel_map(_convert_image, all_tasks, workers, desc="coco masks")
-    for kind in CONVERT_ORDER:
-        for role, subset in SUBSETS.items():
-            offenders = [r[1] for r, s in zip(results, task_subset) if r is not None and r[0] == kind and s == role]
-            if not offenders:
-                continue
-            json_path = coco_root / "annotations" / f"instances_{subset}.json"
-            n, files = len(offenders), first_offenders(offenders)
-            if kind == IMAGE_MISSING:
-                raise DatasetError(f"{coco_root / subset}: {n} annotated image(s) listed in {json_path} not found: "
-                                   f"{files}")
-            if kind == IMAGE_UNREADABLE:
-                raise DatasetError(f"{coco_root / subset}: {n} unreadable image(s): {files}")
-            if kind == IMAGE_SIZE:
-                raise DatasetError(f"{json_path}: image size in the JSON differs from the file in "
-                                   f"{coco_root / subset} for {n} image(s): {files}")
-            raise DatasetError(f"{json_path}: {n} image(s) with an invalid segmentation: {files}")
-
-    list_dir = out_dir / LIST_DIR
-    list_dir.mkdir(parents=True)
-    split_sources = {"train_aug": "train", "train": "train", "val": "val"}
-    for role, source in split_sources.items():
-        write_text(list_dir / f"{role}.txt", "".join(f"{name}\n" for name in lists[source]))
-    write_json(out_dir / LABELS_FILE, labels)
-    write_text(out_dir / CLASSES_FILE, "".join(f"{name}\n" for name in classes))
-
-    splits = {role: Split(list_dir / f"{role}.txt", coco_root / SUBSETS[source], out_dir / MASK_DIR / SUBSETS[source])
-              for role, source in split_sources.items()}
-    manifest = DatasetManifest(root=out_dir, name="coco", classes=classes, splits=splits,
-                               labels_file=out_dir / LABELS_FILE)
-    validate_dataset(manifest, workers=workers)
-    manifest.write()
-    return manifest
+    results = parallel_map(_convert_image, tasks, workers, desc="coco masks")
+    _raise_convert_problems(coco_root, results, task_roles)
+    return _write_dataset(coco_root, out_dir, classes, lists, labels, workers)

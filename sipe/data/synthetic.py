@@ -438,18 +438,11 @@ def _paint_object(rng, img, cand: _Candidate, cls: int) -> np.ndarray:
     return marker
 
 
-def render_sample(settings: dict, split: str, index: int) -> SyntheticSample:
-    """Render image ``index`` of ``split`` ("train_aug" or "val") with its mask and object records."""
-    s = check_settings(settings)
-    rng = np.random.default_rng([s["seed"], SPLIT_CODES[split], index])
-    height = int(rng.integers(s["min_side"], s["max_side"] + 1))
-    width = int(rng.integers(s["min_side"], s["max_side"] + 1))
+def _paint_distractors(rng, img, max_count: int) -> None:
+    """Paint up to ``max_count`` distractors: headless, marker-free body-like blobs (background)."""
+    height, width = img.shape[:2]
     short = float(min(height, width))
-    num_classes = s["num_classes"]
-    img = _background(rng, height, width)
-
-    # distractors: headless, marker-free body-like blobs (background)
-    for _ in range(int(rng.integers(0, s["distractors"] + 1))):
+    for _ in range(int(rng.integers(0, max_count + 1))):
         geo = _body_geometry(rng, short)
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         win = _window(cx, cy, geo["a"] * 1.25, height, width)
@@ -460,7 +453,10 @@ def render_sample(settings: dict, split: str, index: int) -> SyntheticSample:
         u, v, d, alpha = _body_layer(y, x, geo, cx, cy)
         _paint_body(rng, img, win, u, v, d, alpha, base, fur)
 
-    # spots in hues that no marker uses
+
+def _paint_spots(rng, img) -> None:
+    """Paint up to five small spots in hues that no marker uses."""
+    height, width = img.shape[:2]
     for _ in range(int(rng.integers(0, 6))):
         r = rng.uniform(1.5, 4.0)
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
@@ -473,27 +469,44 @@ def render_sample(settings: dict, split: str, index: int) -> SyntheticSample:
         _, _, _, alpha = _disc(y, x, cx, cy, r)
         _composite(img, win, colour, alpha)
 
-    # objects
-    weights = OBJECT_DECAY ** np.arange(s["max_objects"], dtype=np.float64)
-    n_objects = int(rng.choice(s["max_objects"], p=weights / weights.sum())) + 1
+
+def _choose_classes(rng, max_objects: int, num_classes: int) -> list[int]:
+    """The classes of the image's objects, in painting order (a later one may repeat an earlier class)."""
+    weights = OBJECT_DECAY ** np.arange(max_objects, dtype=np.float64)
+    n_objects = int(rng.choice(max_objects, p=weights / weights.sum())) + 1
     chosen: list[int] = []
     for _ in range(n_objects):
         if chosen and rng.random() < REUSE_CLASS:
             chosen.append(chosen[int(rng.integers(0, len(chosen)))])
         else:
             chosen.append(int(rng.integers(1, num_classes + 1)))
+    return chosen
 
+
+def _find_place(rng, inst, objects, heads, full_area) -> _Candidate | None:
+    """The first of at most ``PLACEMENT_TRIES`` candidates that keeps the placed objects visible enough."""
+    height, width = inst.shape
+    for _ in range(PLACEMENT_TRIES):
+        cand = _propose_object(rng, height, width)
+        if cand is not None and _fits(cand, inst, objects, heads, full_area):
+            return cand
+    return None
+
+
+def _place_objects(rng, img, chosen: list[int], names: list[str]):
+    """Place and paint an object of each chosen class in turn (one that finds no place is dropped).
+
+    Returns the instance map (0 = background, k = k-th placed object), the object records and their
+    full-image head-disc masks.
+    """
+    height, width = img.shape[:2]
     inst = np.zeros((height, width), np.uint8)
     objects: list[ObjectInfo] = []
     heads: list[np.ndarray] = []      # full-image head-disc masks of placed objects
     full_area: list[int] = []         # in-image pixels of each placed object when it was placed
-    names = class_names(num_classes)
     for cls in chosen:
-        for _try in range(PLACEMENT_TRIES):
-            cand = _propose_object(rng, height, width)
-            if cand is not None and _fits(cand, inst, objects, heads, full_area):
-                break
-        else:
+        cand = _find_place(rng, inst, objects, heads, full_area)
+        if cand is None:
             continue  # no placement keeps everything visible enough: drop the object
         instance = len(objects) + 1
         marker = _paint_object(rng, img, cand, cls)
@@ -504,20 +517,25 @@ def render_sample(settings: dict, split: str, index: int) -> SyntheticSample:
                                   marker_mask=marker_full))
         heads.append(cand.head_full)
         full_area.append(int(cand.obj_full.sum()))
+    return inst, objects, heads
 
-    img += rng.normal(0.0, 0.012, size=img.shape).astype(np.float32)
-    image = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
+def _label_map(inst: np.ndarray, objects: list[ObjectInfo], border: int) -> np.ndarray:
+    """Class of each pixel from the instance map, with a ``border``-pixel 255 band along object boundaries."""
     lut = np.zeros(256, np.uint8)
     for info in objects:
         lut[info.instance] = info.class_index
     label = lut[inst]
-    if s["border"] > 0:
-        size = s["border"] + 1
+    if border > 0:
+        size = border + 1
         band = ndimage.maximum_filter(inst, size=size, mode="nearest") != ndimage.minimum_filter(
             inst, size=size, mode="nearest")
         label[band] = IGNORE_INDEX
+    return label
 
+
+def _measure_objects(inst: np.ndarray, objects: list[ObjectInfo], heads: list[np.ndarray]) -> None:
+    """Fill each object's visible part, body and marker masks and pixel counts."""
     for j, info in enumerate(objects):
         visible = inst == info.instance
         info.part_mask = visible & heads[j]
@@ -526,6 +544,24 @@ def render_sample(settings: dict, split: str, index: int) -> SyntheticSample:
         info.object_pixels = int(visible.sum())
         info.part_pixels = int(info.part_mask.sum())
         info.marker_pixels = int(info.marker_mask.sum())
+
+
+def render_sample(settings: dict, split: str, index: int) -> SyntheticSample:
+    """Render image ``index`` of ``split`` ("train_aug" or "val") with its mask and object records."""
+    s = check_settings(settings)
+    rng = np.random.default_rng([s["seed"], SPLIT_CODES[split], index])
+    height = int(rng.integers(s["min_side"], s["max_side"] + 1))
+    width = int(rng.integers(s["min_side"], s["max_side"] + 1))
+    img = _background(rng, height, width)
+    _paint_distractors(rng, img, s["distractors"])
+    _paint_spots(rng, img)
+    chosen = _choose_classes(rng, s["max_objects"], s["num_classes"])
+    inst, objects, heads = _place_objects(rng, img, chosen, class_names(s["num_classes"]))
+
+    img += rng.normal(0.0, 0.012, size=img.shape).astype(np.float32)
+    image = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    label = _label_map(inst, objects, s["border"])
+    _measure_objects(inst, objects, heads)
     present = sorted(int(c) for c in np.unique(label) if 0 < c < IGNORE_INDEX)
     return SyntheticSample(image=image, label=label, objects=objects, classes=present)
 

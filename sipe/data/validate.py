@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -33,6 +32,16 @@ MASK_VALUES = "mask_values"
 SIZE_MISMATCH = "size_mismatch"
 PROBLEM_ORDER = (IMAGE_MISSING, IMAGE_UNREADABLE, MASK_MISSING, MASK_UNREADABLE, MASK_MODE, MASK_VALUES,
                  SIZE_MISMATCH)
+# Message of each kind; fields: image_dir, mask_dir, split, top (largest class index), n, files.
+PROBLEM_MESSAGES = {
+    IMAGE_MISSING: "{image_dir}: {n} image(s) of {split} not found: {files}",
+    IMAGE_UNREADABLE: "{image_dir}: {n} unreadable image(s) in {split}: {files}",
+    MASK_MISSING: "{mask_dir}: {n} mask(s) of {split} not found: {files}",
+    MASK_UNREADABLE: "{mask_dir}: {n} unreadable mask(s) in {split}: {files}",
+    MASK_MODE: "{mask_dir}: masks must be 2-D palette (P) or grayscale (L) PNGs ({split}): {files}",
+    MASK_VALUES: f"{{mask_dir}}: mask values out of range 0..{{top}}/{IGNORE_INDEX} ({{split}}): {{files}}",
+    SIZE_MISMATCH: "{mask_dir}: mask size differs from its image size ({split}): {files}",
+}
 
 
 def short_reason(exc: BaseException) -> str:
@@ -87,48 +96,51 @@ def bad_label_values(array: np.ndarray, num_classes: int) -> list[int]:
     return values[values != IGNORE_INDEX].tolist()
 
 
+def with_reason(name: str, reason: str) -> str:
+    """``name (reason)``, or ``name`` alone when there is no reason."""
+    return name + (f" ({reason})" if reason else "")
+
+
+def check_label(array: np.ndarray, num_classes: int, name: str,
+                image_size: tuple[int, int] | None) -> tuple[str, str] | None:
+    """Check a decoded mask's values, then its size against ``image_size`` (skipped when ``None``).
+
+    ``None`` when fine, else ``(kind, detail)`` naming the mask file ``name``.
+    """
+    bad = bad_label_values(array, num_classes)
+    if bad:
+        values = ", ".join(str(v) for v in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        return MASK_VALUES, f"{name} (value{'s' if len(bad) > 1 else ''} {values})"
+    height, width = array.shape
+    if image_size is not None and (width, height) != image_size:
+        return SIZE_MISMATCH, f"{name} (mask {width}x{height}, image {image_size[0]}x{image_size[1]})"
+    return None
+
+
+def problem_message(template: str, offenders: list[str], **fields) -> str:
+    """``template`` filled with ``n`` (number of offenders), ``files`` (the first ones) and ``fields``."""
+    return template.format(n=len(offenders), files=first_offenders(offenders), **fields)
+
+
 def _check_item(task: tuple[str, str | None, int]) -> tuple[str, str] | None:
     """Check one image (and its mask): ``None`` when fine, else ``(kind, detail)``."""
     image_path, mask_path, num_classes = task
     kind, info = check_image(image_path)
     if kind is not None:
-        return kind, f"{os.path.basename(image_path)}" + (f" ({info})" if info else "")
+        return kind, with_reason(os.path.basename(image_path), info)
     if mask_path is None:
         return None
     mask_name = os.path.basename(mask_path)
     kind, array = read_mask(mask_path)
     if kind is not None:
-        return kind, mask_name + (f" ({array})" if array else "")
-    bad = bad_label_values(array, num_classes)
-    if bad:
-        values = ", ".join(str(v) for v in bad[:3]) + (", ..." if len(bad) > 3 else "")
-        return MASK_VALUES, f"{mask_name} (value{'s' if len(bad) > 1 else ''} {values})"
-    height, width = array.shape
-    if (width, height) != info:
-        return SIZE_MISMATCH, f"{mask_name} (mask {width}x{height}, image {info[0]}x{info[1]})"
-    return None
+        return kind, with_reason(mask_name, array)
+    return check_label(array, num_classes, mask_name, info)
 
 
-def _problem_message(kind: str, role: str, image_dir: Path, mask_dir: Path | None, num_classes: int,
-                     offenders: list[str]) -> str:
-    n = len(offenders)
-    files = first_offenders(offenders)
-    split = f"split '{role}'"
-    if kind == IMAGE_MISSING:
-        return f"{image_dir}: {n} image(s) of {split} not found: {files}"
-    if kind == IMAGE_UNREADABLE:
-        return f"{image_dir}: {n} unreadable image(s) in {split}: {files}"
-    if kind == MASK_MISSING:
-        return f"{mask_dir}: {n} mask(s) of {split} not found: {files}"
-    if kind == MASK_UNREADABLE:
-        return f"{mask_dir}: {n} unreadable mask(s) in {split}: {files}"
-    if kind == MASK_MODE:
-        return f"{mask_dir}: masks must be 2-D palette (P) or grayscale (L) PNGs ({split}): {files}"
-    if kind == MASK_VALUES:
-        return f"{mask_dir}: mask values out of range 0..{num_classes - 1}/{IGNORE_INDEX} ({split}): {files}"
-    if kind == SIZE_MISMATCH:
-        return f"{mask_dir}: mask size differs from its image size ({split}): {files}"
-    raise AssertionError(kind)
+def _item_paths(manifest: DatasetManifest, role: str, ids: list[str]) -> list[tuple[str, str | None]]:
+    """``(image, mask)`` paths of ``ids`` in split ``role``; the mask is ``None`` in a split without masks."""
+    with_masks = manifest.split(role).mask_dir is not None
+    return [(str(manifest.image_path(role, i)), str(manifest.mask_path(role, i)) if with_masks else None) for i in ids]
 
 
 def validate_dataset(manifest: DatasetManifest, roles: Iterable[str] | None = None, workers: int = 1) -> None:
@@ -154,27 +166,23 @@ def validate_dataset(manifest: DatasetManifest, roles: Iterable[str] | None = No
 
     tasks: dict[tuple[str, str | None], int] = {}
     for role in roles:
-        split = manifest.split(role)
-        for image_id in ids[role]:
-            image = str(manifest.image_path(role, image_id))
-            mask = None if split.mask_dir is None else str(manifest.mask_path(role, image_id))
-            tasks.setdefault((image, mask), len(tasks))
+        for pair in _item_paths(manifest, role, ids[role]):
+            tasks.setdefault(pair, len(tasks))
     task_list = [(image, mask, num_classes) for image, mask in tasks]
     results = parallel_map(_check_item, task_list, workers, desc=f"validate {manifest.name}")
 
     for role in roles:
         split = manifest.split(role)
         found: dict[str, list[str]] = {}
-        for image_id in ids[role]:
-            image = str(manifest.image_path(role, image_id))
-            mask = None if split.mask_dir is None else str(manifest.mask_path(role, image_id))
-            result = results[tasks[(image, mask)]]
+        for pair in _item_paths(manifest, role, ids[role]):
+            result = results[tasks[pair]]
             if result is not None:
                 found.setdefault(result[0], []).append(result[1])
         for kind in PROBLEM_ORDER:
             if kind in found:
-                raise DatasetError(_problem_message(kind, role, split.image_dir, split.mask_dir, num_classes,
-                                                    found[kind]))
+                raise DatasetError(problem_message(PROBLEM_MESSAGES[kind], found[kind], image_dir=split.image_dir,
+                                                   mask_dir=split.mask_dir, split=f"split '{role}'",
+                                                   top=num_classes - 1))
 
     labelled_roles = [role for role in roles if role in SPLIT_ROLES]
     if labelled_roles:

@@ -26,9 +26,10 @@ import numpy as np
 import scipy.io
 
 from sipe.data.manifest import DatasetManifest, Split, read_id_list
-from sipe.data.validate import (MASK_MISSING, MASK_MODE, MASK_UNREADABLE, MASK_VALUES, SIZE_MISMATCH,
-                                bad_label_values, check_image, read_mask, short_reason, validate_dataset)
-from sipe.errors import DatasetError, first_offenders
+from sipe.data.validate import (MASK_MISSING, MASK_MODE, MASK_UNREADABLE, MASK_VALUES, SIZE_MISMATCH, check_image,
+                                check_label, problem_message, read_mask, short_reason, validate_dataset,
+                                with_reason)
+from sipe.errors import DatasetError
 from sipe.io import save_label_png, write_json, write_text
 from sipe.parallel import parallel_map
 
@@ -49,9 +50,17 @@ MASK_DIR = "SegmentationClassAug"
 LABELS_FILE = "cls_labels.json"
 CLASSES_FILE = "classes.txt"
 
-# Conversion problems, reported in this order (mask kinds shared with validation).
+# Conversion problems, reported in this order (mask kinds shared with validation), and their messages.
 SBD_NO_SEGMENTATION = "sbd_no_segmentation"
 CONVERT_ORDER = (MASK_MISSING, MASK_UNREADABLE, SBD_NO_SEGMENTATION, MASK_MODE, MASK_VALUES, SIZE_MISMATCH)
+CONVERT_MESSAGES = {
+    MASK_MISSING: "{source_dir}: {n} mask(s) not found: {files}",
+    MASK_UNREADABLE: "{source_dir}: {n} unreadable mask file(s): {files}",
+    SBD_NO_SEGMENTATION: "{source_dir}: {n} SBD .mat file(s) unreadable or without a GTcls.Segmentation field: {files}",
+    MASK_MODE: "{source_dir}: masks must be 2-D palette (P) or grayscale (L) PNGs: {files}",
+    MASK_VALUES: "{source_dir}: mask values out of range 0..{top}/255: {files}",
+    SIZE_MISMATCH: "{source_dir}: mask size differs from its JPEGImages image: {files}",
+}
 
 
 def _stems(folder: Path, ext: str) -> set[str]:
@@ -100,42 +109,19 @@ def _convert_mask(task: tuple[str, str, str, str]) -> tuple[str, str] | None:
     if source_kind == "voc":
         kind, array = read_mask(source)
         if kind is not None:
-            return kind, name + (f" ({array})" if array else "")
+            return kind, with_reason(name, array)
     else:
         try:
             array = read_sbd_segmentation(source)
         except DatasetError as exc:
             reason = str(exc).split(": ", 1)[-1]
             return SBD_NO_SEGMENTATION, f"{name} ({reason})"
-    bad = bad_label_values(array, len(VOC_CLASSES))
-    if bad:
-        values = ", ".join(str(v) for v in bad[:3]) + (", ..." if len(bad) > 3 else "")
-        return MASK_VALUES, f"{name} (value{'s' if len(bad) > 1 else ''} {values})"
-    image_kind, info = check_image(image_path)
-    if image_kind is None:
-        height, width = array.shape
-        if (width, height) != info:
-            return SIZE_MISMATCH, f"{name} (mask {width}x{height}, image {info[0]}x{info[1]})"
     # An unreadable image is reported by the validation that follows, naming the image.
-    save_label_png(target, np.ascontiguousarray(array))
-    return None
-
-
-def _convert_message(kind: str, source_dir: Path, offenders: list[str]) -> str:
-    n, files = len(offenders), first_offenders(offenders)
-    if kind == MASK_MISSING:
-        return f"{source_dir}: {n} mask(s) not found: {files}"
-    if kind == MASK_UNREADABLE:
-        return f"{source_dir}: {n} unreadable mask file(s): {files}"
-    if kind == SBD_NO_SEGMENTATION:
-        return f"{source_dir}: {n} SBD .mat file(s) unreadable or without a GTcls.Segmentation field: {files}"
-    if kind == MASK_MODE:
-        return f"{source_dir}: masks must be 2-D palette (P) or grayscale (L) PNGs: {files}"
-    if kind == MASK_VALUES:
-        return f"{source_dir}: mask values out of range 0..{len(VOC_CLASSES) - 1}/255: {files}"
-    if kind == SIZE_MISMATCH:
-        return f"{source_dir}: mask size differs from its JPEGImages image: {files}"
-    raise AssertionError(kind)
+    image_kind, info = check_image(image_path)
+    problem = check_label(array, len(VOC_CLASSES), name, info if image_kind is None else None)
+    if problem is None:
+        save_label_png(target, np.ascontiguousarray(array))
+    return problem
 
 
 def read_voc_labels(xml_path: str | os.PathLike) -> list[int]:
@@ -170,15 +156,8 @@ def _read_labels_task(xml_path: str) -> list[int] | str:
         return str(exc)
 
 
-def prepare_voc(voc_root: Path, sbd_root: Path, out_dir: Path, workers: int = 1) -> DatasetManifest:
-    """Prepare PASCAL VOC 2012 + SBD in ``out_dir`` (an existing empty folder) and return its manifest.
-
-    ``dataset.json`` is written last, only after :func:`validate_dataset` accepted the result, so a
-    failure leaves nothing in ``out_dir`` that claims to be complete. Raises :class:`DatasetError`.
-    """
-    voc_root, sbd_root, out_dir = Path(voc_root), Path(sbd_root), Path(out_dir)
-
-    # --- Up-front checks: roots, folders and list files.
+def _check_inputs(voc_root: Path, sbd_root: Path, out_dir: Path) -> None:
+    """Up-front checks: the roots, their folders and list files, and an existing empty ``out_dir``."""
     _require_dir(voc_root, "VOC 2012 root", VOC_HINT)
     for sub in ("JPEGImages", "SegmentationClass", "Annotations"):
         _require_dir(voc_root / sub, f"VOC {sub} folder", VOC_HINT)
@@ -193,60 +172,73 @@ def prepare_voc(voc_root: Path, sbd_root: Path, out_dir: Path, workers: int = 1)
     if any(out_dir.iterdir()):
         raise DatasetError(f"{out_dir}: output folder is not empty")
 
+
+def _read_lists(voc_root: Path, sbd_root: Path) -> dict[str, list[str] | None]:
+    """The id lists in file order: VOC train, val and test (``None`` without test.txt), SBD train and val."""
     voc_lists = voc_root / LIST_DIR
-    voc_train = read_id_list(voc_lists / "train.txt")
-    voc_val = read_id_list(voc_lists / "val.txt")
-    voc_test = read_id_list(voc_lists / "test.txt") if (voc_lists / "test.txt").is_file() else None
-    sbd_train = read_id_list(sbd_root / "train.txt")
-    sbd_val = read_id_list(sbd_root / "val.txt")
+    return {"voc_train": read_id_list(voc_lists / "train.txt"),
+            "voc_val": read_id_list(voc_lists / "val.txt"),
+            "voc_test": read_id_list(voc_lists / "test.txt") if (voc_lists / "test.txt").is_file() else None,
+            "sbd_train": read_id_list(sbd_root / "train.txt"),
+            "sbd_val": read_id_list(sbd_root / "val.txt")}
 
-    val_set = set(voc_val)
-    train_aug = sorted((set(voc_train) | set(sbd_train) | set(sbd_val)) - val_set)
-    labelled = sorted(set(train_aug) | val_set)
 
+def _split_lists(raw: dict[str, list[str] | None]) -> dict[str, list[str]]:
+    """Sorted ids of each split: train_aug = (VOC train | SBD train | SBD val) - VOC val, train, val, test."""
+    train_aug = sorted((set(raw["voc_train"]) | set(raw["sbd_train"]) | set(raw["sbd_val"])) - set(raw["voc_val"]))
+    lists = {"train_aug": train_aug, "train": sorted(raw["voc_train"]), "val": sorted(raw["voc_val"])}
+    if raw["voc_test"] is not None:
+        lists["test"] = sorted(raw["voc_test"])
+    return lists
+
+
+def _require_found(missing: list[str], folder: Path, what: str) -> None:
+    """Raise ``<folder>: <n> <what> not found: <first files>`` when ``missing`` is not empty."""
+    if missing:
+        raise DatasetError(problem_message("{folder}: {n} {what} not found: {files}", missing, folder=folder,
+                                           what=what))
+
+
+def _check_sources(voc_root: Path, sbd_root: Path, raw: dict[str, list[str] | None], labelled: list[str]) -> set[str]:
+    """Check that every listed id has its image, VOC or SBD mask and XML; return the ids with a VOC mask."""
     jpegs = _stems(voc_root / "JPEGImages", ".jpg")
     voc_masks = _stems(voc_root / "SegmentationClass", ".png")
     xmls = _stems(voc_root / "Annotations", ".xml")
     sbd_mats = _stems(sbd_root / "cls", ".mat")
+    test_only = [] if raw["voc_test"] is None else sorted(set(raw["voc_test"]) - set(labelled))
+    _require_found([f"{i}.jpg" for i in labelled + test_only if i not in jpegs], voc_root / "JPEGImages",
+                   "listed image(s)")
+    for list_name, key in (("train.txt", "voc_train"), ("val.txt", "voc_val")):
+        _require_found([f"{i}.png" for i in raw[key] if i not in voc_masks], voc_root / "SegmentationClass",
+                       f"mask(s) of ids in {voc_root / LIST_DIR / list_name}")
+    _require_found([f"{i}.mat" for i in labelled if i not in voc_masks and i not in sbd_mats], sbd_root / "cls",
+                   f"SBD mask(s) of ids in {sbd_root / 'train.txt'} or {sbd_root / 'val.txt'}")
+    _require_found([f"{i}.xml" for i in labelled if i not in xmls], voc_root / "Annotations", "annotation XML(s)")
+    return voc_masks
 
-    all_ids = labelled + ([] if voc_test is None else sorted(set(voc_test) - set(labelled)))
-    missing = [f"{i}.jpg" for i in all_ids if i not in jpegs]
-    if missing:
-        raise DatasetError(f"{voc_root / 'JPEGImages'}: {len(missing)} listed image(s) not found: "
-                           f"{first_offenders(missing)}")
-    for list_name, ids in (("train.txt", voc_train), ("val.txt", voc_val)):
-        missing = [f"{i}.png" for i in ids if i not in voc_masks]
-        if missing:
-            raise DatasetError(f"{voc_root / 'SegmentationClass'}: {len(missing)} mask(s) of ids in "
-                               f"{voc_lists / list_name} not found: {first_offenders(missing)}")
-    missing = [f"{i}.mat" for i in labelled if i not in voc_masks and i not in sbd_mats]
-    if missing:
-        raise DatasetError(f"{sbd_root / 'cls'}: {len(missing)} SBD mask(s) of ids in {sbd_root / 'train.txt'} "
-                           f"or {sbd_root / 'val.txt'} not found: {first_offenders(missing)}")
-    missing = [f"{i}.xml" for i in labelled if i not in xmls]
-    if missing:
-        raise DatasetError(f"{voc_root / 'Annotations'}: {len(missing)} annotation XML(s) not found: "
-                           f"{first_offenders(missing)}")
 
-    # --- Image-level labels from the XML annotations (docs/method.md A.2).
-    xml_paths = [str(voc_root / "Annotations" / f"{i}.xml") for i in labelled]
+def _read_labels(voc_root: Path, ids: list[str], workers: int) -> dict[str, list[int]]:
+    """Image-level labels of ``ids`` from their XML annotations (docs/method.md A.2)."""
+    xml_paths = [str(voc_root / "Annotations" / f"{i}.xml") for i in ids]
     labels = {}
-    for image_id, result in zip(labelled, parallel_map(_read_labels_task, xml_paths, workers, desc="voc labels")):
+    for image_id, result in zip(ids, parallel_map(_read_labels_task, xml_paths, workers, desc="voc labels")):
         if isinstance(result, str):
             raise DatasetError(result)
         labels[image_id] = result
+    return labels
 
-    # --- Masks: VOC PNG where VOC has one, else the SBD .mat.
-    mask_dir = out_dir / MASK_DIR
-    mask_dir.mkdir()
-    tasks = []
-    for image_id in labelled:
-        if image_id in voc_masks:
-            task = ("voc", str(voc_root / "SegmentationClass" / f"{image_id}.png"))
-        else:
-            task = ("sbd", str(sbd_root / "cls" / f"{image_id}.mat"))
-        tasks.append(task + (str(voc_root / "JPEGImages" / f"{image_id}.jpg"), str(mask_dir / f"{image_id}.png")))
-    results = parallel_map(_convert_mask, tasks, workers, desc="voc masks")
+
+def _mask_task(voc_root: Path, sbd_root: Path, mask_dir: Path, image_id: str, voc_masks: set[str]) -> tuple:
+    """The :func:`_convert_mask` task of one id: its VOC PNG when VOC has one, else its SBD .mat."""
+    if image_id in voc_masks:
+        source = ("voc", str(voc_root / "SegmentationClass" / f"{image_id}.png"))
+    else:
+        source = ("sbd", str(sbd_root / "cls" / f"{image_id}.mat"))
+    return source + (str(voc_root / "JPEGImages" / f"{image_id}.jpg"), str(mask_dir / f"{image_id}.png"))
+
+
+def _raise_convert_problems(tasks: list[tuple], results: list[tuple[str, str] | None]) -> None:
+    """Raise the first conversion problem: kinds in :data:`CONVERT_ORDER`, then source folders in task order."""
     problems: dict[tuple[str, str], list[str]] = {}
     for task, result in zip(tasks, results):
         if result is not None:
@@ -255,23 +247,46 @@ def prepare_voc(voc_root: Path, sbd_root: Path, out_dir: Path, workers: int = 1)
     for kind in CONVERT_ORDER:
         for (found_kind, source_dir), offenders in problems.items():
             if found_kind == kind:
-                raise DatasetError(_convert_message(kind, Path(source_dir), offenders))
+                raise DatasetError(problem_message(CONVERT_MESSAGES[kind], offenders, source_dir=Path(source_dir),
+                                                   top=len(VOC_CLASSES) - 1))
 
-    # --- Lists, labels, classes, manifest.
+
+def _write_dataset(voc_root: Path, out_dir: Path, lists: dict[str, list[str]], labels: dict[str, list[int]],
+                   workers: int) -> DatasetManifest:
+    """Write the id lists, labels and classes, validate the result, then write ``dataset.json``."""
     list_dir = out_dir / LIST_DIR
     list_dir.mkdir(parents=True)
-    lists = {"train_aug": train_aug, "train": sorted(voc_train), "val": sorted(voc_val)}
-    if voc_test is not None:
-        lists["test"] = sorted(voc_test)
     for role, ids in lists.items():
         write_text(list_dir / f"{role}.txt", "".join(f"{i}\n" for i in ids))
     write_json(out_dir / LABELS_FILE, labels)
     write_text(out_dir / CLASSES_FILE, "".join(f"{name}\n" for name in VOC_CLASSES))
 
-    images = voc_root / "JPEGImages"
-    splits = {role: Split(list_dir / f"{role}.txt", images, None if role == "test" else mask_dir) for role in lists}
+    images, masks = voc_root / "JPEGImages", out_dir / MASK_DIR
+    splits = {role: Split(list_dir / f"{role}.txt", images, None if role == "test" else masks) for role in lists}
     manifest = DatasetManifest(root=out_dir, name="voc", classes=VOC_CLASSES, splits=splits,
                                labels_file=out_dir / LABELS_FILE)
     validate_dataset(manifest, workers=workers)
     manifest.write()
     return manifest
+
+
+def prepare_voc(voc_root: Path, sbd_root: Path, out_dir: Path, workers: int = 1) -> DatasetManifest:
+    """Prepare PASCAL VOC 2012 + SBD in ``out_dir`` (an existing empty folder) and return its manifest.
+
+    ``dataset.json`` is written last, only after :func:`validate_dataset` accepted the result, so a
+    failure leaves nothing in ``out_dir`` that claims to be complete. Raises :class:`DatasetError`.
+    """
+    voc_root, sbd_root, out_dir = Path(voc_root), Path(sbd_root), Path(out_dir)
+    _check_inputs(voc_root, sbd_root, out_dir)
+    raw = _read_lists(voc_root, sbd_root)
+    lists = _split_lists(raw)
+    labelled = sorted(set(lists["train_aug"]) | set(lists["val"]))
+    voc_masks = _check_sources(voc_root, sbd_root, raw, labelled)
+    labels = _read_labels(voc_root, labelled, workers)
+
+    # Masks: VOC PNG where VOC has one, else the SBD .mat.
+    mask_dir = out_dir / MASK_DIR
+    mask_dir.mkdir()
+    tasks = [_mask_task(voc_root, sbd_root, mask_dir, image_id, voc_masks) for image_id in labelled]
+    _raise_convert_problems(tasks, parallel_map(_convert_mask, tasks, workers, desc="voc masks"))
+    return _write_dataset(voc_root, out_dir, lists, labels, workers)

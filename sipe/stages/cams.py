@@ -17,15 +17,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sipe.cams import (DEFAULT_SCALES, cam_foreground, cam_vs_is_cam, find_maps, is_cam_labels, label_vector,
-                       load_maps, map_keys, map_path, multiscale_maps, save_maps, select_present, stack_rows,
-                       threshold_foreground)
 from sipe.data.manifest import DatasetManifest
 from sipe.errors import SipeError, first_offenders
 from sipe.io import IGNORE_INDEX, atomic_path, read_image, read_mask, write_json
+from sipe.maps import (DEFAULT_SCALES, cam_foreground, find_maps, is_cam_labels, label_vector, load_maps, map_keys,
+                       map_path, multiscale_maps, save_maps, select_present, threshold_foreground)
 from sipe.metrics import ConfusionMatrix, write_scores
 from sipe.stages.shards import gather, shard_ids, write_shard_record
-from sipe.viz import save_png
+from sipe.viz import cam_vs_is_cam, save_png, stack_rows
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sipe.cams import find_maps, load_maps
+from sipe.maps import find_maps, load_maps
 from sipe.data.manifest import DatasetManifest
 from sipe.device import select_device
 from sipe.errors import SipeError, first_offenders
@@ -153,6 +153,3 @@ def pseudo_labels(params: dict, data: Path, maps_dir: Path, model_path: Path, ou
     _finish("pseudo-labels", out_dir, shard, ids, all_ids, time.perf_counter() - start, workers)
 
 
-def gather_labels(data: Path, labels_dir: Path, role: str = ROLE) -> Path:
-    """Check that every id of ``role`` has its label PNG in ``labels_dir``; write ``index.json``."""
-    return gather(Path(labels_dir), DatasetManifest.load(data).ids(role), LABEL_SUFFIX, role)

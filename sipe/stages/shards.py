@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sipe.data.manifest import DatasetManifest
 from sipe.errors import SipeError, first_offenders
 from sipe.io import write_json
 
@@ -52,3 +53,10 @@ def gather(out_dir: Path, ids: list[str], suffix: str, role: str) -> Path:
     path = out_dir / "index.json"
     write_json(path, {"role": role, "suffix": suffix, "count": len(ids), "ids": ids})
     return path
+
+
+def gather_split(data: Path, out_dir: Path, suffix: str, role: str) -> Path:
+    """:func:`gather` for every id of split ``role`` of the prepared dataset ``data`` (the gather-maps and
+    gather-labels commands): the same modules as the shard jobs run, so the DVC stage that stands for
+    both has one set of code deps (docs/architecture.md)."""
+    return gather(Path(out_dir), DatasetManifest.load(data).ids(role), suffix, role)

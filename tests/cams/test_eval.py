@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sipe.cams import map_path, save_maps
+from sipe.maps import map_path, save_maps
 from sipe.errors import SipeError
 from sipe.stages.cams import cam_overlays, eval_cams
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sipe.cams import load_maps, multiscale_maps, rescale_image
+from sipe.maps import load_maps, multiscale_maps, rescale_image
 from sipe.data.manifest import DatasetManifest
 from sipe.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sipe.errors import SipeError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sipe.cams import cam_foreground, cam_labels, is_cam_labels, threshold_foreground
+from sipe.maps import cam_foreground, cam_labels, is_cam_labels, threshold_foreground
 
 KEYS = np.array([0, 4, 9])
 

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from sipe.cams import MapError, find_maps, load_maps, map_keys, save_maps, select_present
+from sipe.maps import MapError, find_maps, load_maps, map_keys, save_maps, select_present
 from sipe.errors import SipeError
 
 

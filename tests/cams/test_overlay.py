@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sipe.cams import CAPTION_HEIGHT, PAD, blend_heat, cam_vs_is_cam, jet, overlay, stack_rows
+from sipe.viz import CAPTION_HEIGHT, PAD, blend_heat, cam_vs_is_cam, jet, overlay, stack_rows
 
 
 def test_jet_end_points_and_blend():

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from sipe.cams import load_maps, map_path, save_maps
+from sipe.maps import load_maps, map_path, save_maps
 from sipe.cli import main
 from sipe.errors import SipeError
 from sipe.io import read_image, read_label_png, save_label_png
@@ -20,7 +20,8 @@ from sipe.models.checkpoint import save_model
 from sipe.models.irn import IRN
 from sipe.refine.crf import CRFSettings
 from sipe.refine.ir_labels import confident_labels, crf_label_map
-from sipe.stages.refine import crf_labels, gather_labels, ir_labels, pseudo_labels
+from sipe.stages.refine import crf_labels, ir_labels, pseudo_labels
+from sipe.stages.shards import gather_split
 from sipe.stages.refine_eval import eval_labels
 from sipe.stages.tables import refinement_table
 from tests.cams.tiny import (
@@ -69,7 +70,7 @@ def test_sharded_runs_give_the_same_files(tiny, tmp_path):
     for k in range(2):
         crf_labels(PARAMS, tiny / "data", tiny / "maps", tmp_path / "crf", shard=(k, 2), workers=2)
     assert not (tmp_path / "crf" / "index.json").exists()  # the gather step writes it
-    gather_labels(tiny / "data", tmp_path / "crf")
+    gather_split(tiny / "data", tmp_path / "crf", ".png", "train_aug")
     for image_id in TRAIN_AUG:
         assert (tmp_path / "crf" / f"{image_id}.png").read_bytes() == (tiny / "crf" / f"{image_id}.png").read_bytes()
     assert json.loads((tmp_path / "crf" / "shards" / "2-of-2.json").read_text())["ids"] == TRAIN_AUG[1::2]

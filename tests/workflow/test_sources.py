@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sipe.sources import import_closure, imported_modules, sync_dvc_deps
+from sipe.sources import command_sources, import_closure, imported_modules, sync_dvc_deps
 from tests.conftest import REPO, run
 
 
@@ -31,6 +31,15 @@ def test_relative_and_from_imports_resolve_to_modules():
     assert "sipe.errors" in imported_modules("sipe.io")
     with pytest.raises(ValueError, match="no such module"):
         import_closure("sipe.no_such_module")
+
+
+@pytest.mark.parametrize("sharded, gather", [("make-cams", "gather-maps"), ("crf", "gather-labels"),
+                                             ("ir-labels", "gather-labels"), ("pseudo-labels", "gather-labels"),
+                                             ("segment", "gather-labels")])
+def test_gather_code_is_part_of_its_sharded_stage(sharded, gather):
+    # DVC runs a sharded stage unsharded, as one stage that also stands for the gather rule: its code deps
+    # (the sharded command's) must cover what the gather command runs
+    assert set(command_sources(gather)) <= set(command_sources(sharded))
 
 
 def test_dvc_yaml_deps_are_the_computed_closures():

@@ -1,4 +1,4 @@
-"""Localisation maps: multi-scale IS-CAM / CAM inference, the per-image map file, label maps and overlays.
+"""Localisation maps: multi-scale IS-CAM / CAM inference, the per-image map file and label maps.
 
 Inference follows docs/method.md A.5 and D (the authors' ``make_cam.py``): for every scale the image is
 PIL-bicubic resized, ImageNet-normalised and passed as the pair [image, hflip(image)] through
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from sipe.data.transforms import normalize_image, scaled_size
 from sipe.errors import SipeError, first_offenders, one_line
 from sipe.io import IGNORE_INDEX, atomic_path
-from sipe.viz import fit_text
+from sipe.viz import check_rgb
 
 DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)  # docs/method.md A.5 (the order does not change the sum)
 MAX_NORM_EPS = 1e-5  # docs/method.md D: each fused channel is divided by its max + 1e-5
@@ -57,13 +57,6 @@ def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
         return image
     resized = Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BICUBIC)
     return np.asarray(resized)
-
-
-def _check_image(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be uint8 RGB [H,W,3], got {image.dtype} {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 def _model_device(model) -> torch.device:
@@ -90,7 +83,7 @@ def multiscale_maps(model, image: np.ndarray, label, scales: Sequence[float] = D
     (max + 1e-5), for the IS-CAM and for the CAM alike. Values lie in [0, 1); a channel that is
     zero everywhere (an absent class) stays zero. Runs on the model's device, without autograd.
     """
-    image = _check_image(image)
+    image = check_rgb(image)
     if not scales:
         raise ValueError("need at least one scale")
     if any(not (s > 0) for s in scales):
@@ -280,87 +273,3 @@ def cam_labels(keys, cam, bg_threshold: float) -> np.ndarray:
     ``bg_threshold`` in front of the CAM rows, argmax, mapped through ``keys``; uint8 [H,W]."""
     fg_max, fg_label = cam_foreground(keys, cam)
     return threshold_foreground(fg_max, fg_label, bg_threshold)
-
-
-# --------------------------------------------------------------------------------------------
-# Overlays
-
-TILE_HEIGHT = 128       # pixels; every tile of a row is scaled to this height (aspect kept)
-CAPTION_HEIGHT = 14     # caption strip under each tile
-PAD = 4
-HEAT_ALPHA = 0.5        # weight of the heat map in the blend
-SHEET_BACKGROUND = (40, 40, 40)
-TEXT_COLOUR = (235, 235, 235)
-
-
-def jet(maps: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] (any shape) → uint8 RGB with the jet colour map (values clipped)."""
-    from matplotlib import colormaps
-
-    values = np.clip(np.nan_to_num(np.asarray(maps, dtype=np.float32)), 0.0, 1.0)
-    return (colormaps["jet"](values)[..., :3] * 255.0 + 0.5).astype(np.uint8)
-
-
-def blend_heat(image: np.ndarray, heat: np.ndarray, alpha: float = HEAT_ALPHA) -> np.ndarray:
-    """``heat`` [H,W] in [0,1] jet-coloured and blended over uint8 RGB ``image`` [H,W,3]."""
-    mixed = (1.0 - alpha) * image.astype(np.float32) + alpha * jet(heat).astype(np.float32)
-    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
-
-
-def _tile_row(tiles: Sequence[np.ndarray], captions: Sequence[str], tile_height: int) -> Image.Image:
-    height, width = tiles[0].shape[:2]
-    tile_width = max(1, round(width * tile_height / height))
-    row = Image.new("RGB", (len(tiles) * (tile_width + PAD) + PAD, tile_height + CAPTION_HEIGHT + PAD),
-                    SHEET_BACKGROUND)
-    draw = ImageDraw.Draw(row)
-    font = ImageFont.load_default()
-    for n, (tile, caption) in enumerate(zip(tiles, captions)):
-        x = PAD + n * (tile_width + PAD)
-        picture = Image.fromarray(tile).resize((tile_width, tile_height), Image.Resampling.BILINEAR)
-        row.paste(picture, (x, PAD))
-        draw.text((x + 1, PAD + tile_height + 1), fit_text(draw, caption, font, tile_width - 2),
-                  fill=TEXT_COLOUR, font=font)
-    return row
-
-
-def overlay(image: np.ndarray, maps: np.ndarray, keys, class_names: Sequence[str], title: str = "",
-            tile_height: int = TILE_HEIGHT) -> Image.Image:
-    """One row: the image (captioned ``title``), then per channel of ``maps`` [K,H,W] its jet heat map
-    blended over the image, captioned with ``class_names[keys[k]]``. ``keys`` is aligned with the rows."""
-    image = _check_image(image)
-    maps = np.asarray(maps)
-    keys = np.asarray(keys, dtype=np.int64).reshape(-1)
-    if maps.ndim != 3 or maps.shape[0] != keys.size or maps.shape[1:] != image.shape[:2]:
-        raise ValueError(f"maps must be [{keys.size},{image.shape[0]},{image.shape[1]}] for {keys.size} keys "
-                         f"and this image, got shape {maps.shape}")
-    tiles = [image] + [blend_heat(image, m) for m in maps]
-    captions = [title] + [class_names[k] if 0 <= k < len(class_names) else f"class {k}" for k in keys]
-    return _tile_row(tiles, captions, tile_height)
-
-
-def stack_rows(rows: Sequence[Image.Image]) -> Image.Image:
-    """Rows (e.g. from :func:`overlay`) stacked top to bottom, left-aligned on a dark sheet."""
-    if not rows:
-        raise ValueError("need at least one row")
-    width = max(r.width for r in rows)
-    sheet = Image.new("RGB", (width, sum(r.height for r in rows) + PAD), SHEET_BACKGROUND)
-    y = 0
-    for row in rows:
-        sheet.paste(row, (0, y))
-        y += row.height
-    return sheet
-
-
-def cam_vs_is_cam(image: np.ndarray, keys, cam: np.ndarray, is_cam: np.ndarray, class_names: Sequence[str],
-                  title: str = "", tile_height: int = TILE_HEIGHT) -> Image.Image:
-    """Two rows for one image, columns aligned: the CAM (its background column is 1 − max over the
-    present CAM rows, eq. 2) above the IS-CAM (its own background channel)."""
-    keys = np.asarray(keys, dtype=np.int64)
-    cam = np.asarray(cam, dtype=np.float32)
-    background = 1.0 - (cam.max(axis=0) if cam.shape[0] else np.zeros(cam.shape[1:], np.float32))
-    cam_rows = np.concatenate([background[None], cam], axis=0)
-    suffix = f" {title}" if title else ""
-    return stack_rows([
-        overlay(image, cam_rows, keys, class_names, f"CAM{suffix}", tile_height),
-        overlay(image, np.asarray(is_cam, dtype=np.float32), keys, class_names, f"IS-CAM{suffix}", tile_height),
-    ])
