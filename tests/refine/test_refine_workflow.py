@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sipe.io import read_label_png
 from sipe.models.irn import load_irn
@@ -36,10 +37,18 @@ def test_refinement_outputs(snakemake_run: Path):
         assert (snakemake_run / "logs/synthetic" / f"{name}.log").stat().st_size > 0
 
 
-def test_crf_method_trains_no_irn(tmp_path):
+@pytest.mark.slow
+def test_crf_configuration_runs_end_to_end_without_irn(tmp_path):
+    """Test configuration dag-crf (refine.method crf, the paper's COCO mode): DeepLab trains on the IR labels."""
     repo = copy_repo(tmp_path, config="dag-crf")
     out = run(["snakemake", "-n", "--quiet", "rules"], cwd=repo).stdout
     assert "crf" in out and "ir_labels" in out and "refinement_table" in out
     assert "train_irn" not in out and "pseudo_labels" not in out
-    dag = run(["snakemake", "-n", "-p", "results/synthetic/refinement.csv"], cwd=repo).stdout
+    dag = run(["snakemake", "-n", "-p"], cwd=repo).stdout
     assert "--pseudo-eval" not in dag and "--ir-eval results/synthetic/refine/ir_labels_eval/summary.json" in dag
+    assert "train-deeplab --params params.yaml --data data/synthetic --labels results/synthetic/refine/ir_labels " in dag
+    run(["snakemake", "--cores", "2"], cwd=repo)
+    assert not (repo / REFINE / "irn").exists() and not (repo / REFINE / "pseudo_labels").exists()
+    assert len((repo / "results/synthetic/refinement.csv").read_text().splitlines()) == 4  # no IRN row
+    summary = (repo / "results/synthetic/summary.csv").read_text()
+    assert "DeepLabV2, MSC + denseCRF" in summary and "Pseudo labels" in summary
