@@ -274,8 +274,8 @@ def _instances_path(coco_root: Path, subset: str) -> Path:
     return coco_root / "annotations" / f"instances_{subset}.json"
 
 
-def _check_inputs(coco_root: Path, out_dir: Path, crowd: str) -> None:
-    """Up-front checks: the crowd mode, the image folders and annotation files, an existing empty ``out_dir``."""
+def check_raw_coco(coco_root: Path, crowd: str) -> None:
+    """The crowd mode is known and the raw COCO root has its image folders and annotation files (none is read)."""
     if crowd not in CROWD_MODES:
         raise ConfigError(f"coco.crowd: must be one of {', '.join(CROWD_MODES)}, got {crowd!r}")
     if not coco_root.is_dir():
@@ -286,6 +286,11 @@ def _check_inputs(coco_root: Path, out_dir: Path, crowd: str) -> None:
         json_path = _instances_path(coco_root, subset)
         if not json_path.is_file():
             raise DatasetError(f"{json_path}: annotation file not found ({COCO_HINT})")
+
+
+def _check_inputs(coco_root: Path, out_dir: Path, crowd: str) -> None:
+    """Up-front checks: the raw root (:func:`check_raw_coco`) and an existing empty ``out_dir``."""
+    check_raw_coco(coco_root, crowd)
     if not out_dir.is_dir():
         raise DatasetError(f"{out_dir}: output folder not found (the caller creates it empty)")
     if any(out_dir.iterdir()):

@@ -156,8 +156,8 @@ def _read_labels_task(xml_path: str) -> list[int] | str:
         return str(exc)
 
 
-def _check_inputs(voc_root: Path, sbd_root: Path, out_dir: Path) -> None:
-    """Up-front checks: the roots, their folders and list files, and an existing empty ``out_dir``."""
+def check_raw_voc(voc_root: Path, sbd_root: Path) -> None:
+    """The raw VOC 2012 and SBD roots have their folders and list files (no file is read)."""
     _require_dir(voc_root, "VOC 2012 root", VOC_HINT)
     for sub in ("JPEGImages", "SegmentationClass", "Annotations"):
         _require_dir(voc_root / sub, f"VOC {sub} folder", VOC_HINT)
@@ -167,6 +167,11 @@ def _check_inputs(voc_root: Path, sbd_root: Path, out_dir: Path) -> None:
     _require_dir(sbd_root / "cls", "SBD cls/ folder", SBD_HINT)
     for name in ("train.txt", "val.txt"):
         _require_file(sbd_root / name, "SBD list", SBD_HINT)
+
+
+def _check_inputs(voc_root: Path, sbd_root: Path, out_dir: Path) -> None:
+    """Up-front checks: the raw roots (:func:`check_raw_voc`) and an existing empty ``out_dir``."""
+    check_raw_voc(voc_root, sbd_root)
     if not out_dir.is_dir():
         raise DatasetError(f"{out_dir}: output folder not found (the caller creates it empty)")
     if any(out_dir.iterdir()):

@@ -78,6 +78,21 @@ def imagenet_weights_file(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
+def weights_file(name: str, weights: str | os.PathLike) -> Path:
+    """The file that ``weights`` (``"imagenet"`` or a path) names for backbone ``name``; a one-line
+    ``SipeError`` when it is not there (also checked before a run: :mod:`sipe.preflight`)."""
+    if str(weights) == "imagenet":
+        path = imagenet_weights_file(name)
+        if not path.is_file():
+            raise SipeError(f"ImageNet weights for {name} not found (nothing is downloaded): "
+                            f"place {path.name} in {path.parent}/")
+        return path
+    path = Path(weights)
+    if not path.is_file():
+        raise SipeError(f"{path}: {name} weights file not found")
+    return path
+
+
 def build_resnet(name: str, weights: str | os.PathLike | None) -> FrozenBNResNet:
     """A torchvision ResNet (18/34/50/101) with output stride 16, frozen BN statistics and a frozen stem (docs/method.md B.1).
 
@@ -89,14 +104,7 @@ def build_resnet(name: str, weights: str | os.PathLike | None) -> FrozenBNResNet
     model = FrozenBNResNet(block, list(layers))
     _stride_one_layer4(model)
     if weights is not None:
-        if str(weights) == "imagenet":
-            path = imagenet_weights_file(name)
-            if not path.is_file():
-                raise SipeError(f"ImageNet weights for {name} not found (nothing is downloaded): "
-                                f"place {path.name} in {path.parent}/")
-        else:
-            path = Path(weights)
-        _load_torchvision_state(model, path, name)
+        _load_torchvision_state(model, weights_file(name, weights), name)
     for p in (*model.conv1.parameters(), *model.bn1.parameters()):
         p.requires_grad_(False)
     model.train()

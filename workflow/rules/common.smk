@@ -5,6 +5,8 @@ import yaml
 
 # This checkout's sipe package, whatever is installed: its sources are the rules' code inputs.
 sys.path.insert(0, workflow.basedir)
+from sipe.errors import SipeError
+from sipe.preflight import preflight
 from sipe.sources import command_sources
 
 # Every `sipe` command reads its settings from this file; Snakemake's own copy (`config`) is used
@@ -19,6 +21,13 @@ with open(PARAMS) as params_file:
 
 DATASET = config["dataset"]
 DATA = f"data/{DATASET}"
+
+# Files from outside the pipeline (raw dataset, backbone weights) are checked now, so that a dry run
+# stops with the one line the first stage needing them would print (sipe/preflight.py).
+try:
+    preflight(config, DATA)
+except SipeError as error:
+    raise WorkflowError(str(error)) from None
 RESULTS = f"results/{DATASET}"
 LOGS = f"logs/{DATASET}"
 
