@@ -63,6 +63,15 @@ ROLE = Option("--role", default="train_aug", help="split the files were made for
 SPLIT = Option("--split", default="val", help="split with GT masks (default: %(default)s)")
 SRC = Option("--src", type=Path, required=True, help="checkpoint file to convert")
 
+IMAGES = Option("--images", nargs="+", required=True, metavar="PATH",
+                help="image files (JPEG/PNG), folders, globs (quoted) or list files (.txt, one path a line)")
+CLASS_DATA = DATA(required=False, help="prepared dataset whose class names to use (default: the checkpoint's, "
+                                       "else 'class N')")
+ON_ERROR = Option("--on-error", choices=("stop", "skip"), default="stop",
+                  help="an unreadable, empty or too large image stops the run or is skipped (default: %(default)s)")
+MAX_PIXELS = Option("--max-pixels", type=int, default=50_000_000, metavar="N",
+                    help="refuse images with more pixels (default: %(default)s)")
+
 STAGE = (PARAMS, DATA)  # a stage that reads settings and a prepared dataset
 TRAIN_OUT = OUT(help="output folder: model.pt, train/ (steps.csv, train.json, loss.png)")
 LABEL_OUT = OUT(help="label folder: <id>.png")
@@ -284,6 +293,35 @@ _COMMANDS = (
             "Convert the SIPE authors' checkpoint ({'net': state_dict}, ResNet-50) into a model.pt of this pipeline.",
             (SRC(help="the authors' .pth file (e.g. final.pth)"), OUT(help="model.pt to write")),
             _convert_checkpoint),
+    Command("predict", "sipe.stages.predict",
+            "DeepLab label maps of your own images (folders, globs, list files; any size and mode): OUT/<name>.png, "
+            "optional overlays with a class legend and per-class pixel shares (docs/method.md G.3, G.4).",
+            (PARAMS, MODEL(help="DeepLab checkpoint (train-deeplab's model.pt)"), IMAGES, OUT, CLASS_DATA, DEVICE,
+             Option("--flip", action=argparse.BooleanOptionalAction,
+                    help="also segment the mirrored image (default: params.yaml deeplab.flip)"),
+             Option("--crf", action=argparse.BooleanOptionalAction,
+                    help="denseCRF on the probabilities (default: params.yaml deeplab.crf)"),
+             Option("--msc", action=argparse.BooleanOptionalAction, default=True,
+                    help="multi-scale inputs of the checkpoint (default: on, as the segment stage)"),
+             Option("--overlay", action="store_true", help="also write OUT/overlays/<name>.png with a class legend"),
+             Option("--shares", action="store_true", help="also write OUT/shares.csv: pixel share of each class"),
+             ON_ERROR, MAX_PIXELS),
+            lambda stage, a, p: stage.predict_images(
+                p, a.model, a.images, a.out, data=a.data, flip=a.flip, crf=a.crf, msc=a.msc, overlay=a.overlay,
+                shares=a.shares, on_error=a.on_error, max_pixels=a.max_pixels, device=a.device, workers=a.workers)),
+    Command("localise", "sipe.stages.predict",
+            "CAM and IS-CAM of your own images for given classes (or the classifier's top-k): OUT/<name>.npz "
+            "(make-cams' map format) and OUT/<name>.png heat maps with a colour bar (docs/method.md A.5, D).",
+            (PARAMS, MODEL(help="SIPE checkpoint (train-sipe's model.pt or a converted one)"), IMAGES, OUT,
+             CLASS_DATA, DEVICE,
+             Option("--classes", nargs="+", metavar="CLASS", help="class names or ids (default: the top-k scored)"),
+             Option("--top-k", type=int, default=1, metavar="K",
+                    help="classes to show when --classes is not given (default: %(default)s)"),
+             Option("--scales", type=float, nargs="+", help="inference scales (default: params.yaml cams.scales)"),
+             ON_ERROR, MAX_PIXELS),
+            lambda stage, a, p: stage.localise_images(
+                p, a.model, a.images, a.out, data=a.data, classes=a.classes, top_k=a.top_k, scales=a.scales,
+                on_error=a.on_error, max_pixels=a.max_pixels, device=a.device, workers=a.workers)),
     Command("check-params", "sipe.config", "Check the params file against the schema.",
             (PARAMS,),
             lambda stage, a, p: print(f"{a.params}: ok (dataset: {p['dataset']})")),

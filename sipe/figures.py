@@ -1,0 +1,81 @@
+"""Matplotlib figures of ``sipe predict`` and ``sipe localise``: a label map over its image with a class
+legend, and CAM / IS-CAM heat maps with a colour bar (written atomically as PNG)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from sipe.io import atomic_path
+from sipe.viz import colorize_labels
+
+PANEL_INCHES = 3.2   # height of one picture in the figure
+LABEL_ALPHA = 0.55   # weight of the label colours over the image
+HEAT_ALPHA = 0.5     # weight of the jet heat map over the image
+
+
+def _figure(rows: int, columns: int, aspect: float, extra: float = 0.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(columns * PANEL_INCHES * aspect + extra, rows * PANEL_INCHES + 0.4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        fig.savefig(handle, format="png")
+
+
+def save_segmentation_figure(path: str | os.PathLike, image: np.ndarray, labels: np.ndarray,
+                             class_names: Sequence[str], title: str = "") -> None:
+    """The image beside its label map blended over it, with a legend of the classes present (VOC colours)."""
+    from matplotlib.patches import Patch
+
+    height, width = labels.shape
+    fig, axes = _figure(1, 2, width / height, extra=1.8)
+    colours = colorize_labels(labels)
+    axes[0, 0].imshow(image)
+    axes[0, 0].set_title(title, fontsize=9)
+    axes[0, 1].imshow(np.clip((1 - LABEL_ALPHA) * image + LABEL_ALPHA * colours, 0, 255).astype(np.uint8))
+    axes[0, 1].set_title("prediction", fontsize=9)
+    present = [int(k) for k in np.unique(labels)]
+    handles = [Patch(facecolor=colorize_labels(np.array([[k]], np.uint8))[0, 0] / 255.0, edgecolor="black",
+                     label=class_names[k] if k < len(class_names) else f"class {k}") for k in present]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.01, right=1 - 1.8 / fig.get_figwidth(), top=0.9, bottom=0.02, wspace=0.03)
+    _save(fig, path)
+
+
+def save_localisation_figure(path: str | os.PathLike, image: np.ndarray, keys, cam: np.ndarray, is_cam: np.ndarray,
+                             class_names: Sequence[str], title: str = "") -> None:
+    """Two rows, one column per key: the CAM (background: 1 − max of the CAM rows, eq. 2) above the IS-CAM,
+    jet heat maps over the image, each column titled with its class, one colour bar for all."""
+    keys = np.asarray(keys, dtype=np.int64)
+    cam = np.asarray(cam, dtype=np.float32)
+    background = 1.0 - (cam.max(axis=0) if cam.shape[0] else np.zeros(cam.shape[1:], np.float32))
+    rows = {"CAM": np.concatenate([background[None], cam]), "IS-CAM": np.asarray(is_cam, dtype=np.float32)}
+    height, width = image.shape[:2]
+    fig, axes = _figure(2, len(keys), width / height, extra=1.0)
+    shown = None
+    for r, (name, maps) in enumerate(rows.items()):
+        for c, key in enumerate(keys):
+            ax = axes[r, c]
+            ax.imshow(image)
+            shown = ax.imshow(maps[c], cmap="jet", vmin=0.0, vmax=1.0, alpha=HEAT_ALPHA)
+            label = class_names[key] if key < len(class_names) else f"class {key}"
+            ax.set_title(f"{name}: {label}", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.01, right=1 - 1.0 / fig.get_figwidth(), top=0.88, bottom=0.02, wspace=0.03)
+    bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+    bar.set_label("activation (max-normalised)", fontsize=8)
+    _save(fig, path)
+
+
+__all__ = ["save_localisation_figure", "save_segmentation_figure"]
