@@ -128,6 +128,13 @@ def _convert_checkpoint(stage: ModuleType, args: argparse.Namespace, params: Non
     print(f"{args.src} -> {args.out}")
 
 
+def _preset(stage: ModuleType, args: argparse.Namespace, params: dict) -> None:
+    """Apply a preset to the params file and say which keys changed."""
+    changed = stage.apply_preset(args.name, args.params)
+    print(f"{args.params}: preset {args.name}: " + (f"{len(changed)} keys changed: {', '.join(changed)}"
+                                                      if changed else "already set, nothing changed"))
+
+
 # --- the commands ------------------------------------------------------------------------------
 
 Run = Callable[[ModuleType, argparse.Namespace, "dict | None"], object]
@@ -322,6 +329,11 @@ _COMMANDS = (
             lambda stage, a, p: stage.localise_images(
                 p, a.model, a.images, a.out, data=a.data, classes=a.classes, top_k=a.top_k, scales=a.scales,
                 on_error=a.on_error, max_pixels=a.max_pixels, device=a.device, workers=a.workers)),
+    Command("preset", "sipe.presets",
+            "Switch the whole configuration to a preset: synthetic (the CPU-sized default), voc or coco (the paper's "
+            "settings, docs/reproducing.md). Rewrites the params file in place, keeping its comments.",
+            (PARAMS, Option("name", metavar="NAME", choices=("synthetic", "voc", "coco"), help="synthetic, voc or coco")),
+            _preset),
     Command("check-params", "sipe.config", "Check the params file against the schema.",
             (PARAMS,),
             lambda stage, a, p: print(f"{a.params}: ok (dataset: {p['dataset']})")),
