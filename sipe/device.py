@@ -1,6 +1,9 @@
-"""The one device selector of the pipeline's torch stages (training and inference)."""
+"""The one device selector of the pipeline's torch stages (training and inference), a model's device,
+and the CPU threads of an inference stage."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -23,4 +26,23 @@ def select_device(requested: str | torch.device | None = None) -> torch.device:
     return device
 
 
-__all__ = ["select_device"]
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (CPU for a model without any)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def torch_threads(workers: int):
+    """Inside the block torch uses ``workers`` CPU threads (at least 1); the previous count is restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+__all__ = ["model_device", "select_device", "torch_threads"]

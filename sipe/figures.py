@@ -9,11 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from sipe.io import atomic_path
-from sipe.viz import colorize_labels
+from sipe.viz import HEAT_ALPHA, cam_with_background_row, class_label, colorize_labels
 
 PANEL_INCHES = 3.2   # height of one picture in the figure
 LABEL_ALPHA = 0.55   # weight of the label colours over the image
-HEAT_ALPHA = 0.5     # weight of the jet heat map over the image
 
 
 def _figure(rows: int, columns: int, aspect: float, extra: float = 0.0):
@@ -47,7 +46,7 @@ def save_segmentation_figure(path: str | os.PathLike, image: np.ndarray, labels:
     axes[0, 1].set_title("prediction", fontsize=9)
     present = [int(k) for k in np.unique(labels)]
     handles = [Patch(facecolor=colorize_labels(np.array([[k]], np.uint8))[0, 0] / 255.0, edgecolor="black",
-                     label=class_names[k] if k < len(class_names) else f"class {k}") for k in present]
+                     label=class_label(class_names, k)) for k in present]
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.subplots_adjust(left=0.01, right=1 - 1.8 / fig.get_figwidth(), top=0.9, bottom=0.02, wspace=0.03)
     _save(fig, path)
@@ -58,9 +57,7 @@ def save_localisation_figure(path: str | os.PathLike, image: np.ndarray, keys, c
     """Two rows, one column per key: the CAM (background: 1 − max of the CAM rows, eq. 2) above the IS-CAM,
     jet heat maps over the image, each column titled with its class, one colour bar for all."""
     keys = np.asarray(keys, dtype=np.int64)
-    cam = np.asarray(cam, dtype=np.float32)
-    background = 1.0 - (cam.max(axis=0) if cam.shape[0] else np.zeros(cam.shape[1:], np.float32))
-    rows = {"CAM": np.concatenate([background[None], cam]), "IS-CAM": np.asarray(is_cam, dtype=np.float32)}
+    rows = {"CAM": cam_with_background_row(cam), "IS-CAM": np.asarray(is_cam, dtype=np.float32)}
     height, width = image.shape[:2]
     fig, axes = _figure(2, len(keys), width / height, extra=1.0)
     shown = None
@@ -69,8 +66,7 @@ def save_localisation_figure(path: str | os.PathLike, image: np.ndarray, keys, c
             ax = axes[r, c]
             ax.imshow(image)
             shown = ax.imshow(maps[c], cmap="jet", vmin=0.0, vmax=1.0, alpha=HEAT_ALPHA)
-            label = class_names[key] if key < len(class_names) else f"class {key}"
-            ax.set_title(f"{name}: {label}", fontsize=9)
+            ax.set_title(f"{name}: {class_label(class_names, key)}", fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.01, right=1 - 1.0 / fig.get_figwidth(), top=0.88, bottom=0.02, wspace=0.03)
     bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)

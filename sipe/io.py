@@ -158,3 +158,20 @@ def read_mask(path: Path) -> np.ndarray:
         raise SipeError(f"{path}: mask not found") from None
     except (OSError, ValueError) as exc:
         raise SipeError(f"{path}: cannot read mask ({exc})") from None
+
+
+YAML_INDENT = 2  # mapping indent of params.yaml and dvc.yaml
+
+
+def round_trip_yaml():
+    """A ruamel.yaml round-tripper that reproduces the formatting of ``params.yaml`` and ``dvc.yaml`` byte
+    for byte (comments, quotes, flow lists, 4-space sequence indent; ``None`` written as ``null``)."""
+    from ruamel.yaml import YAML
+
+    rt = YAML()
+    rt.indent(mapping=YAML_INDENT, sequence=4, offset=2)
+    rt.width = 4096
+    rt.preserve_quotes = True
+    rt.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return rt

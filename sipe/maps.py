@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sipe.data.transforms import normalize_image, scaled_size
+from sipe.device import model_device
 from sipe.errors import SipeError, first_offenders, one_line
 from sipe.io import IGNORE_INDEX, atomic_path
 from sipe.viz import check_rgb
@@ -59,11 +60,12 @@ def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(resized)
 
 
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
+def check_scales(scales: Sequence[float] | None) -> tuple[float, ...]:
+    """``scales`` (``None``: :data:`DEFAULT_SCALES`) as floats; one-line error unless all are positive."""
+    scales = tuple(float(s) for s in (DEFAULT_SCALES if scales is None else scales))
+    if not scales or any(not (s > 0) for s in scales):
+        raise SipeError(f"cams.scales: need at least one positive scale, got {list(scales)}")
+    return scales
 
 
 def max_normalize(maps: torch.Tensor, eps: float = MAX_NORM_EPS) -> torch.Tensor:
@@ -88,7 +90,7 @@ def multiscale_maps(model, image: np.ndarray, label, scales: Sequence[float] = D
         raise ValueError("need at least one scale")
     if any(not (s > 0) for s in scales):
         raise ValueError(f"scales must be positive, got {list(scales)}")
-    device = _model_device(model)
+    device = model_device(model)
     label = torch.as_tensor(np.asarray(label), dtype=torch.float32, device=device).reshape(-1)
     if label.numel() < 2 or float(label[0]) != 1.0:
         raise ValueError(f"label must be a [C+1] 0/1 vector with label[0] = 1, got {label.tolist()}")

@@ -162,8 +162,9 @@ class Localiser(Loaded):
         """Classifier scores float32 [K-1] of the foreground classes (GAP of the CAM, docs/method.md B.3),
         one forward pass at scale 1."""
         from sipe.data.transforms import normalize_image
+        from sipe.device import model_device
 
-        device = next(self.net.parameters()).device
+        device = model_device(self.net)
         x4, _ = self.net.features(normalize_image(as_rgb(image))[None].to(device))
         return self.net.classifier(x4).mean(dim=(2, 3))[0].float().cpu().numpy()
 
@@ -197,17 +198,18 @@ def load(path: str | os.PathLike, device=None, data: str | os.PathLike | None = 
     :class:`Localiser`, a DeepLabV2 as a :class:`Segmenter` (both with :func:`class_names`), an IRN as
     itself; on ``device`` (default: CUDA if available), in eval mode."""
     from sipe.device import select_device
-    from sipe.models.checkpoint import load_model
+    from sipe.models.checkpoint import model_from_checkpoint
 
     ckpt = read_torch_file(path, "model checkpoint")
     config = ckpt.get("config") if isinstance(ckpt, dict) else None
-    found = [cls for cls in _kinds() if isinstance(config, dict) and cls.MARKER in config]
+    kinds = _kinds()
+    found = [cls for cls in kinds if isinstance(config, dict) and cls.MARKER in config]
     if len(found) != 1:
         raise SipeError(f"{path}: not a checkpoint of the pipeline (no SIPE, DeepLab or IRN config; train it with "
                         f"the pipeline or convert it)")
     cls = found[0]
-    net = load_model(path, cls, select_device(device))
-    wrapper = _kinds()[cls]
+    net = model_from_checkpoint(Path(path), ckpt, cls, select_device(device))
+    wrapper = kinds[cls]
     if wrapper is None:
         return net
     meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}

@@ -19,22 +19,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from sipe.config import validate_params
 from sipe.errors import ConfigError
-from sipe.io import write_text
+from sipe.io import YAML_INDENT as INDENT
+from sipe.io import round_trip_yaml, write_text
 
 PRESETS = ("synthetic", "voc", "coco")
 PRESET_DIR = Path(__file__).with_name("presets")
-INDENT = 2  # mapping indent of params.yaml
-
-
-def _round_trip_yaml() -> YAML:
-    """A ruamel.yaml round-tripper that reproduces ``params.yaml``'s formatting byte for byte."""
-    rt = YAML()
-    rt.indent(mapping=INDENT, sequence=4, offset=2)
-    rt.width = 4096
-    rt.preserve_quotes = True
-    rt.representer.add_representer(
-        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
-    return rt
 
 
 def _flatten(mapping, prefix: str = "") -> dict:
@@ -58,7 +47,7 @@ def preset_values(name: str) -> dict:
     """The dotted keys and (round-trip) values of preset ``name``; ConfigError for an unknown name."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)}")
-    rt = _round_trip_yaml()
+    rt = round_trip_yaml()
     return _flatten(rt.load((PRESET_DIR / f"{name}.yaml").read_text()))
 
 
@@ -115,7 +104,7 @@ def apply_preset(name: str, params_path: Path) -> list[str]:
         text = params_path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{params_path}: params file not found") from None
-    rt = _round_trip_yaml()
+    rt = round_trip_yaml()
     data = rt.load(text)
     changed = []
     for dotted, value in values.items():

@@ -96,12 +96,9 @@ def dvc_stage_sources(cmd: str) -> list[str]:
 def sync_dvc_deps(dvc_yaml: Path, write: bool = True) -> list[str]:
     """Replace the ``sipe/`` deps of every stage of ``dvc_yaml`` by its command's sources, keeping the other deps
     and the file's comments; return the names of the stages that changed (written only when ``write``)."""
-    from ruamel.yaml import YAML
+    from sipe.io import round_trip_yaml
 
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml = round_trip_yaml()
     document = yaml.load(dvc_yaml)
     changed = []
     for name, stage in document["stages"].items():

@@ -150,6 +150,18 @@ def _tile_row(tiles: Sequence[np.ndarray], captions: Sequence[str], tile_height:
     return row
 
 
+def class_label(class_names: Sequence[str], key: int) -> str:
+    """The name of class ``key`` (``class <key>`` beyond ``class_names``)."""
+    return class_names[key] if 0 <= key < len(class_names) else f"class {key}"
+
+
+def cam_with_background_row(cam: np.ndarray) -> np.ndarray:
+    """CAM rows [K,H,W] of the present classes with a background row on top: 1 − their max (eq. 2)."""
+    cam = np.asarray(cam, dtype=np.float32)
+    background = 1.0 - (cam.max(axis=0) if cam.shape[0] else np.zeros(cam.shape[1:], np.float32))
+    return np.concatenate([background[None], cam], axis=0)
+
+
 def overlay(image: np.ndarray, maps: np.ndarray, keys, class_names: Sequence[str], title: str = "",
             tile_height: int = TILE_HEIGHT) -> Image.Image:
     """One row: the image (captioned ``title``), then per channel of ``maps`` [K,H,W] its jet heat map
@@ -161,7 +173,7 @@ def overlay(image: np.ndarray, maps: np.ndarray, keys, class_names: Sequence[str
         raise ValueError(f"maps must be [{keys.size},{image.shape[0]},{image.shape[1]}] for {keys.size} keys "
                          f"and this image, got shape {maps.shape}")
     tiles = [image] + [blend_heat(image, m) for m in maps]
-    captions = [title] + [class_names[k] if 0 <= k < len(class_names) else f"class {k}" for k in keys]
+    captions = [title] + [class_label(class_names, k) for k in keys]
     return _tile_row(tiles, captions, tile_height)
 
 
@@ -183,11 +195,8 @@ def cam_vs_is_cam(image: np.ndarray, keys, cam: np.ndarray, is_cam: np.ndarray, 
     """Two rows for one image, columns aligned: the CAM (its background column is 1 − max over the
     present CAM rows, eq. 2) above the IS-CAM (its own background channel)."""
     keys = np.asarray(keys, dtype=np.int64)
-    cam = np.asarray(cam, dtype=np.float32)
-    background = 1.0 - (cam.max(axis=0) if cam.shape[0] else np.zeros(cam.shape[1:], np.float32))
-    cam_rows = np.concatenate([background[None], cam], axis=0)
     suffix = f" {title}" if title else ""
     return stack_rows([
-        overlay(image, cam_rows, keys, class_names, f"CAM{suffix}", tile_height),
+        overlay(image, cam_with_background_row(cam), keys, class_names, f"CAM{suffix}", tile_height),
         overlay(image, np.asarray(is_cam, dtype=np.float32), keys, class_names, f"IS-CAM{suffix}", tile_height),
     ])

@@ -10,7 +10,8 @@ import yaml
 
 from sipe.config import validate_params
 from sipe.errors import ConfigError
-from sipe.presets import PRESETS, _round_trip_yaml, apply_preset, preset_values
+from sipe.io import round_trip_yaml
+from sipe.presets import PRESETS, apply_preset, preset_values
 from tests.conftest import REPO
 
 # The paper's (authors' code) values, from docs/method.md (section in the comment). Written here once,
@@ -77,7 +78,7 @@ def params_file(tmp_path):
 def test_round_trip_without_changes_is_byte_identical():
     text = (REPO / "params.yaml").read_text()
     out = io.StringIO()
-    rt = _round_trip_yaml()
+    rt = round_trip_yaml()
     rt.dump(rt.load(text), out)
     assert out.getvalue() == text
 

@@ -72,7 +72,11 @@ def load_model(path: str | os.PathLike, cls: type[SavedModel], device="cpu", **e
     ``expected``, a config ``cls`` refuses, or tensors that do not fit the rebuilt network.
     """
     path = Path(path)
-    ckpt = read_torch_file(path, f"{cls.LABEL} checkpoint")
+    return model_from_checkpoint(path, read_torch_file(path, f"{cls.LABEL} checkpoint"), cls, device, **expected)
+
+
+def model_from_checkpoint(path: Path, ckpt, cls: type[SavedModel], device="cpu", **expected) -> SavedModel:
+    """:func:`load_model` of the already read contents ``ckpt`` of the checkpoint file ``path``."""
     config = ckpt.get("config") if isinstance(ckpt, dict) else None
     if not (isinstance(config, dict) and isinstance(ckpt.get("model"), dict) and cls.MARKER in config):
         article = "an" if cls.LABEL[0] in "AEIOU" else "a"
@@ -114,4 +118,4 @@ def state_mismatch(own: dict, state: dict, optional: tuple[str, ...] = ()) -> st
     return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped keys; {first}"
 
 
-__all__ = ["SavedModel", "load_model", "save_model", "state_mismatch"]
+__all__ = ["SavedModel", "load_model", "model_from_checkpoint", "save_model", "state_mismatch"]

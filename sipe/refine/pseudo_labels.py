@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sipe.data.transforms import normalize_image
+from sipe.device import model_device
 from sipe.refine.random_walk import propagate_to_edge
 
 CAM_POWER = 1.5  # docs/method.md F.5 step 2
@@ -38,7 +39,7 @@ def boundary_map(model, image: np.ndarray, pad_size: int) -> torch.Tensor:
     ``pad_size`` × ``pad_size`` (the reference's 512; a larger image is never cropped, a named
     deviation: the reference crops it) and runs through ``model.edge`` on the model's device.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = normalize_image(image)
     pair = torch.stack([x, x.flip(-1)]).to(device)
     height, width = x.shape[-2:]

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from sipe.data.manifest import DatasetManifest
 from sipe.errors import SipeError, first_offenders
 from sipe.io import IGNORE_INDEX, atomic_path, read_image, read_mask, write_json
-from sipe.maps import (DEFAULT_SCALES, cam_foreground, find_maps, is_cam_labels, label_vector, load_maps, map_keys,
-                       map_path, multiscale_maps, save_maps, select_present, threshold_foreground)
+from sipe.maps import (DEFAULT_SCALES, cam_foreground, check_scales, find_maps, is_cam_labels, label_vector,
+                       load_maps, map_keys, map_path, multiscale_maps, save_maps, select_present, threshold_foreground)
 from sipe.metrics import ConfusionMatrix, write_scores
 from sipe.stages.shards import gather, shard_ids, write_shard_record
 from sipe.viz import cam_vs_is_cam, save_png, stack_rows
@@ -35,13 +34,6 @@ def _image_labels(manifest: DatasetManifest, ids: Sequence[str]) -> dict[str, tu
     if missing:
         raise SipeError(f"{manifest.labels_file}: no image-level labels for ids: {first_offenders(missing)}")
     return {i: labels[i] for i in ids}
-
-
-def _scales(params: dict) -> tuple[float, ...]:
-    scales = tuple(float(s) for s in params.get("cams", {}).get("scales", DEFAULT_SCALES))
-    if not scales or any(not (s > 0) for s in scales):
-        raise SipeError(f"cams.scales: need at least one positive scale, got {list(scales)}")
-    return scales
 
 
 def write_maps(model, manifest: DatasetManifest, role: str, ids: Sequence[str], out_dir: Path,
@@ -74,24 +66,20 @@ def make_cams(params: dict, data: Path, model_path: Path, out_dir: Path, role: s
     Settings: ``params['cams']['scales']`` (docs/method.md A.5: 1.0, 0.5, 1.5, 2.0). ``workers`` sets the
     torch CPU threads; ``device`` defaults to CUDA when available, else CPU.
     """
-    from sipe.device import select_device
+    from sipe.device import select_device, torch_threads
     from sipe.models.sipe_net import load_sipe
 
     manifest = DatasetManifest.load(data)
     ids = shard_ids(manifest.ids(role), shard)
-    scales = _scales(params)
+    scales = check_scales(params.get("cams", {}).get("scales"))
     device = select_device(device)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(workers)))
-    try:
+    with torch_threads(workers):
         model = load_sipe(model_path, num_classes=manifest.num_classes - 1, device=device)
         model.eval()
         start = time.perf_counter()
         count = write_maps(model, manifest, role, ids, Path(out_dir), scales,
                            desc=f"make-cams {role} shard {shard[0] + 1}-of-{shard[1]}")
         elapsed = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(previous_threads)
     write_shard_record(Path(out_dir), shard, ids)
     if shard[1] == 1:  # unsharded (DVC, people): this run is also the gather step
         gather(Path(out_dir), manifest.ids(role), ".npz", role)

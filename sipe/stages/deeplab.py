@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from sipe.data.manifest import DatasetManifest
 from sipe.data.segmentation import PseudoLabelDataset, SegAugment, label_files, normalize_for
-from sipe.device import select_device
+from sipe.device import model_device, select_device, torch_threads
 from sipe.errors import ConfigError, SipeError
 from sipe.io import IGNORE_INDEX, read_image, read_label_png, read_mask, save_label_png
 from sipe.metrics import ConfusionMatrix, write_scores
@@ -148,7 +148,7 @@ def predict_probabilities(model: DeepLabV2, image: np.ndarray, flip: bool = Fals
     """Class probabilities float32 [K,H,W] of a uint8 RGB image (docs/method.md G.3): the MSC max-fused logits,
     bilinearly upsampled to the image size (``align_corners=False``), softmax. With ``flip`` the logits
     of the mirrored image (mirrored back) are averaged in (not in the reference)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = normalize_for(image, model.config["style"])[None].to(device)
     if flip:
         x = torch.cat([x, x.flip(-1)])
@@ -175,9 +175,7 @@ def segment(params: dict, data: Path, model_path: Path, out_dir: Path, split: st
         folders = {"final": out_dir / VOC_SERVER_DIR}
     else:
         folders = {"pred": out_dir / PRED_DIR, **({"crf": out_dir / CRF_DIR} if with_crf else {})}
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(workers)))
-    try:
+    with torch_threads(workers):
         model = load_deeplab(model_path, num_classes=manifest.num_classes, device=select_device(device))
         start = time.perf_counter()
         for image_id in tqdm(ids, desc=f"segment {split} {shard[0] + 1}-of-{shard[1]}", unit="img", mininterval=2.0):
@@ -191,8 +189,6 @@ def segment(params: dict, data: Path, model_path: Path, out_dir: Path, split: st
             for kind, folder in folders.items():
                 save_label_png(folder / f"{image_id}.png", labels[kind])
         elapsed = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(previous_threads)
     write_shard_record(out_dir, shard, ids)
     if shard[1] == 1:
         for folder in folders.values():

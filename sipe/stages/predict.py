@@ -13,7 +13,6 @@ class). ``localise`` writes ``OUT/<stem>.npz`` (the map file of :mod:`sipe.maps`
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import glob
 import io
@@ -23,14 +22,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from sipe.device import torch_threads
 from sipe.errors import SipeError, first_offenders, one_line
 from sipe.figures import save_localisation_figure, save_segmentation_figure
 from sipe.io import save_label_png, write_text
-from sipe.maps import map_path, save_maps
+from sipe.maps import check_scales, map_path, save_maps
 from sipe.predict import MAX_PIXELS, ImageError, Localiser, Segmenter, class_ids, load, open_image
-from sipe.stages.cams import _scales
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +67,6 @@ def image_paths(items: Sequence[str]) -> list[Path]:
             raise SipeError(f"{path}: same name as {seen[path.stem]}; outputs are named by the image name")
         seen[path.stem] = path
     return list(dict.fromkeys(paths))
-
-
-@contextlib.contextmanager
-def _threads(workers: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(workers)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _process(path: Path, work: Callable[[Path, np.ndarray], None], max_pixels: int) -> None:
@@ -142,7 +130,7 @@ def predict_images(params: dict, model_path: Path, sources: Sequence[str], out_d
     paths = image_paths(sources)
     out_dir = Path(out_dir)
     labelled: dict[str, np.ndarray] = {}
-    with _threads(workers):
+    with torch_threads(workers):
         model = _loaded(model_path, Segmenter, data, device)
 
         def work(path: Path, image: np.ndarray) -> None:
@@ -169,11 +157,11 @@ def localise_images(params: dict, model_path: Path, sources: Sequence[str], out_
                     device: str | None = None, workers: int = 1) -> int:
     """``sipe localise`` (module docstring): the maps of ``classes`` (else of the ``top_k`` best-scored classes) at
     ``scales`` (default ``params["cams"]["scales"]``, the ``make-cams`` stage's). Returns the number of images."""
-    scales = _scales({"cams": {"scales": scales}} if scales else params)
+    scales = check_scales(scales or params["cams"]["scales"])
     paths = image_paths(sources)
     out_dir = Path(out_dir)
     done = []
-    with _threads(workers):
+    with torch_threads(workers):
         model = _loaded(model_path, Localiser, data, device)
         if classes:
             classes = class_ids(classes, model.classes)  # unknown names fail before any image
