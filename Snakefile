@@ -14,6 +14,11 @@ validate(config, "workflow/schemas/params.schema.yaml")
 report: "workflow/report/workflow.rst"
 
 
+# Snakemake's run recorded in dvc.lock: DVC and Snakemake keep one state (sipe/state.py).
+onsuccess:
+    record_run_in_dvc(workflow)
+
+
 scattergather:
     cams=config["cams"]["shards"],
     refine=config["refine"]["shards"],
@@ -25,6 +30,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/sipe.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/deeplab.smk"
+include: "workflow/rules/ledger.smk"
 
 
 rule all:
@@ -37,6 +43,7 @@ rule all:
         PSEUDO_LABELS,
         expand(f"{RESULTS}/{{variant}}/eval_cams/overlays.png", variant=VARIANTS),
         f"{RESULTS}/summary.csv",
+        f"{RESULTS}/metrics.json",
         f"{DEEPLAB}/pictures/pseudo_labels.png",
         f"{DEEPLAB}/pictures/predictions.png",
         [f"{DEEPLAB}/test/{VOC_SERVER}/index.json"] if "test" in SEG_SPLITS else [],

@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from sipe import __version__
-from sipe.errors import SipeError
+from sipe.errors import SipeError, one_line
 
 
 class Option:
@@ -100,6 +100,12 @@ def _manifest(data: Path):
     return DatasetManifest.load(data)
 
 
+def _dvc_yaml(stage, check: bool) -> None:
+    """``sipe dvc-yaml``: write dvc.yaml, or with ``check`` fail if it is not the generated one."""
+    if stage.write(check=check) and check:
+        raise SipeError("dvc.yaml is not the one generated from the Snakemake workflow: run `sipe dvc-yaml`")
+
+
 def _table(table, out: Path, title: str) -> None:
     """Write a results table as CSV + Markdown and print it."""
     from sipe.stages.tables import write_table
@@ -133,6 +139,16 @@ def _preset(stage: ModuleType, args: argparse.Namespace, params: dict) -> None:
     changed = stage.apply_preset(args.name, args.params)
     print(f"{args.params}: preset {args.name}: " + (f"{len(changed)} keys changed: {', '.join(changed)}"
                                                       if changed else "already set, nothing changed"))
+    workdir = Path(args.params).parent
+    if changed and Path(args.params).name == "params.yaml" and (workdir / "Snakefile").is_file():
+        from snakemake.exceptions import WorkflowError
+
+        from sipe.dvc_stages import write
+
+        try:  # dvc.yaml follows the workflow's new shape (sipe/dvc_stages.py)
+            print("dvc.yaml: regenerated" if write(workdir) else "dvc.yaml: already current")
+        except (WorkflowError, SipeError) as exc:
+            print(f"dvc.yaml: not regenerated yet ({one_line(exc, limit=200)}); ./run.sh regenerates it")
 
 
 # --- the commands ------------------------------------------------------------------------------
@@ -159,12 +175,15 @@ class Command:
         return any(option.flag == PARAMS.flag for option in self.options)
 
     def execute(self, args: argparse.Namespace) -> None:
-        """Read the settings (if used) before importing the module, so a bad file fails fast."""
+        """Read the settings (if used) before importing the module, so a bad file fails fast; under DVC, also
+        check that dvc.yaml was generated for them (:func:`sipe.dvc_stages.check_shape`)."""
         params = None
         if self.reads_params:
             from sipe.config import load_params
+            from sipe.dvc_stages import check_shape
 
             params = load_params(args.params)
+            check_shape(params)
         self.run(importlib.import_module(self.module), args, params)
 
 
@@ -291,6 +310,20 @@ _COMMANDS = (
                 stage.summary_table({"localisation": a.localisation, "crf": a.crf, "pseudo": a.pseudo,
                                      "deeplab": a.deeplab, "deeplab_crf": a.deeplab_crf}, p["dataset"]),
                 a.out, f"SIPE pipeline results ({p['dataset']}): mIoU in %")),
+    Command("headline-metrics", "sipe.stages.ledger",
+            "The few numbers `dvc exp show` compares (docs/reproducing.md): the paper's table rows and the final "
+            "training losses, as one JSON file.",
+            (OUT(help="JSON file, e.g. <results>/metrics.json"),
+             Option("--eval-cams", type=Path, nargs="+", required=True, metavar="FILE",
+                    help="<results>/<variant>/eval_cams/summary.json files"),
+             Option("--eval-labels", type=Path, nargs="*", default=[], metavar="FILE",
+                    help="<results>/refine/<labels>_eval/summary.json files"),
+             Option("--eval-seg", type=Path, nargs="*", default=[], metavar="FILE",
+                    help="<results>/deeplab/eval/<kind>/summary.json files"),
+             Option("--training", type=Path, nargs="*", default=[], metavar="FILE",
+                    help="train/train.json of each trained network")),
+            lambda stage, a, p: stage.write_headline_metrics(a.out, eval_cams=a.eval_cams, eval_labels=a.eval_labels,
+                                                             eval_seg=a.eval_seg, trainings=a.training)),
     Command("convert-deeplab-init", "sipe.models.convert",
             "Convert deeplab-pytorch's ResNet-101 initialisation (deeplabv1_resnet101-coco.pth) into a "
             "torchvision-format file for deeplab.weights.",
@@ -334,6 +367,23 @@ _COMMANDS = (
             "settings, docs/reproducing.md). Rewrites the params file in place, keeping its comments.",
             (PARAMS, Option("name", metavar="NAME", choices=("synthetic", "voc", "coco"), help="synthetic, voc or coco")),
             _preset),
+    Command("dvc-yaml", "sipe.dvc_stages",
+            "Write dvc.yaml from the Snakemake workflow for the current params file (./run.sh and `sipe preset` run "
+            "it); --check only says whether it is current (exit 1 if not).",
+            (Option("--check", action="store_true", help="write nothing; exit 1 if dvc.yaml is not current"),),
+            lambda stage, a, p: _dvc_yaml(stage, a.check)),
+    Command("sync", "sipe.state",
+            "Keep Snakemake's and DVC's records of the outputs in step (docs/architecture.md, \"One state, two tools\"): "
+            "before a run, mark current for Snakemake what dvc.lock vouches for; with --after-run, record a finished "
+            "Snakemake run in dvc.lock.",
+            (Option("--after-run", action="store_true", help="record the finished Snakemake run in dvc.lock"),),
+            lambda stage, a, p: stage.sync(a.after_run)),
+    Command("compare", "sipe.experiments",
+            "DVC experiments side by side in the layout of the paper's tables (Tab. 1-5), then the settings that "
+            "differ between them (default: the workspace, the baseline and every successful experiment).",
+            (Option("experiments", nargs="*", metavar="EXP", help="experiment names or revs (`dvc exp show`)"),
+             Option("--md", action="store_true", help="Markdown tables")),
+            lambda stage, a, p: print(stage.compare(a.experiments, markdown=a.md), end="")),
     Command("check-params", "sipe.config", "Check the params file against the schema.",
             (PARAMS,),
             lambda stage, a, p: print(f"{a.params}: ok (dataset: {p['dataset']})")),
@@ -382,18 +432,58 @@ def _report_error(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _os_error_line(exc: OSError) -> str:
+    """``<path>: <reason>`` for an :class:`OSError` (missing, unreadable, a folder where a file must be, a
+    file where a folder must be, read-only, disk full, ...), from its own path and error text."""
+    reason = exc.strerror or type(exc).__name__
+    paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in (exc.filename, exc.filename2)]
+    paths = [str(p) for p in paths if p is not None]
+    if isinstance(exc, FileExistsError) and paths and not os.path.isdir(paths[0]):
+        reason = "exists and is not a folder"
+    if reason and reason[0].isupper() and not reason[:2].isupper():  # "No such file" -> "no such file"
+        reason = reason[0].lower() + reason[1:]
+    return f"{' -> '.join(paths)}: {reason}" if paths else one_line(exc)
+
+
+def _user_error_line(exc: BaseException) -> str:
+    """One line for an error the user's files or folders caused (not a :class:`SipeError`)."""
+    if isinstance(exc, OSError):
+        return _os_error_line(exc)
+    if isinstance(exc, UnicodeDecodeError):  # the readers of sipe.io name the file; this one did not
+        return f"text that is not UTF-8 ({exc.reason} at byte {exc.start})"
+    mark = getattr(exc, "problem_mark", None)  # YAML read from a file object knows the file's name
+    if mark is not None and not str(mark.name).startswith("<"):
+        return f"{mark.name}: not valid YAML (line {mark.line + 1})"
+    return one_line(exc)  # JSON or YAML a reader did not attach its file to
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a :class:`SipeError` becomes one line on stderr and exit status 1."""
+    """Run one command. Errors the user can cause end with one line ``sipe <command>: error: <path>: <reason>``
+    on stderr and exit status 1: a :class:`SipeError`, an :class:`OSError` (a missing or unreadable file,
+    a folder where a file must be or the reverse, a read-only folder, a full disk), text that is not
+    UTF-8, malformed JSON or YAML. Ctrl-C prints ``sipe <command>: interrupted`` and exits 130. Any other
+    exception is a bug and keeps its traceback."""
+    import json
+
+    import yaml
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    _setup_logging(args.log)
+    prefix = f"sipe {args.command}"
     try:
+        _setup_logging(args.log)
         COMMANDS[args.command].execute(args)
     except SipeError as exc:
-        _report_error(f"sipe {args.command}: error: {exc}")
+        _report_error(f"{prefix}: error: {exc}")
         return 1
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        _report_error(f"{prefix}: error: {_user_error_line(exc)}")
+        return 1
+    except KeyboardInterrupt:
+        _report_error(f"{prefix}: interrupted")
+        return 130
     return 0
 
 

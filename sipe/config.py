@@ -6,6 +6,7 @@ every ``sipe`` command, so a bad setting stops either entry point with one line 
 
 from __future__ import annotations
 
+import math
 import os
 from functools import cache
 from pathlib import Path
@@ -14,21 +15,41 @@ import jsonschema
 import yaml
 
 from sipe.errors import ConfigError
+from sipe.io import read_yaml, yaml_loader
 
 SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")
 
 
 @cache
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return yaml.load(SCHEMA_PATH.read_text(), Loader=yaml_loader())  # a SafeLoader subclass
 
 
 def _key(path) -> str:
     return ".".join(str(p) for p in path)
 
 
+def non_finite(value, path: tuple = ()) -> tuple[tuple, float] | None:
+    """(key path, value) of the first NaN or infinite float in ``value`` (nested dicts and lists), else ``None``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = non_finite(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
 def validate_params(params: dict, source: str = "params.yaml") -> dict:
-    """Check ``params`` against the schema and the cross-field rules; raise :class:`ConfigError`."""
+    """Check ``params`` against the schema and the cross-field rules; raise :class:`ConfigError`.
+
+    NaN and infinities are refused everywhere (the schema's ``finite`` rule does the same for Snakemake,
+    with a less readable message)."""
+    found = non_finite(params)
+    if found is not None:
+        path, value = found
+        raise ConfigError(f"{source}: {_key(path)}: {value} is not a finite number")
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.path), list(map(str, e.path))))
     if errors:
@@ -51,16 +72,14 @@ def validate_params(params: dict, source: str = "params.yaml") -> dict:
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
-    """Read and validate a params file."""
+    """Read and validate a params file: UTF-8 YAML without duplicate keys (:func:`sipe.io.read_yaml`).
+
+    Other :class:`OSError` (unreadable, a folder) propagate: ``sipe`` reports them as one line."""
     path = Path(path)
     try:
-        params = yaml.safe_load(path.read_text())
+        params = read_yaml(path, "params file", ConfigError)
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: must be a mapping of settings, got {type(params).__name__}")
     return validate_params(params, str(path))

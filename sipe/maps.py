@@ -34,7 +34,7 @@ from PIL import Image
 from sipe.data.transforms import normalize_image, scaled_size
 from sipe.device import model_device
 from sipe.errors import SipeError, first_offenders, one_line
-from sipe.io import IGNORE_INDEX, atomic_path
+from sipe.io import IGNORE_INDEX, atomic_path, check_complete
 from sipe.viz import check_rgb
 
 DEFAULT_SCALES = (1.0, 0.5, 1.5, 2.0)  # docs/method.md A.5 (the order does not change the sum)
@@ -178,7 +178,7 @@ def load_maps(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """Read a map file: ``(keys int64 [K+1], cam float16 [K,H,W], is_cam float16 [K+1,H,W])``.
 
     One-line :class:`MapError` for a missing, truncated or otherwise unreadable file, a pickled
-    or missing array, a wrong dtype or shapes that do not fit together.
+    or missing array, a wrong dtype, shapes that do not fit together, or NaN or infinite values.
     """
     where = str(path)
     if not os.path.isfile(path):
@@ -200,6 +200,9 @@ def load_maps(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarr
             raise MapError(f"{where}: {name} must be {np.dtype(MAP_DTYPE).name}, got {array.dtype}")
     _check_keys(keys, where)
     _check_shapes(keys, cam, is_cam, where)
+    for name, array in (("cam", cam), ("is_cam", is_cam)):
+        if not np.isfinite(array).all():
+            raise MapError(f"{where}: {name} holds NaN or infinite values")
     return keys, cam, is_cam
 
 
@@ -211,12 +214,14 @@ def map_path(maps_dir: str | os.PathLike, image_id: str) -> Path:
 def find_maps(maps_dirs: str | os.PathLike | Sequence[str | os.PathLike], image_ids: Sequence[str]) -> dict[str, Path]:
     """id → map file, looked up in one folder or in several (e.g. one per shard).
 
-    One-line :class:`MapError` naming the first missing ids and the folder(s), or an id found in
-    more than one folder (stale shards).
+    One-line :class:`MapError` naming the first missing ids and the folder(s), an id found in more than
+    one folder (stale shards), or a folder a make-cams run left incomplete (:func:`sipe.io.check_complete`).
     """
     dirs = [Path(maps_dirs)] if isinstance(maps_dirs, (str, os.PathLike)) else [Path(d) for d in maps_dirs]
     if not dirs:
         raise MapError("no map folder given")
+    for folder in dirs:  # a folder a make-cams run left unfinished: none of its maps are trusted
+        check_complete(folder, MapError)
     found: dict[str, Path] = {}
     missing, twice = [], []
     for image_id in image_ids:

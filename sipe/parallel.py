@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """Pool worker start: Ctrl-C reaches the whole process group; the parent stops the pool and prints the
+    one line (sipe/cli.py), the workers print no traceback of their own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def parallel_map(fn: Callable, items: Sequence, workers: int = 1, desc: str | None = None) -> list:
@@ -27,7 +34,7 @@ def parallel_map(fn: Callable, items: Sequence, workers: int = 1, desc: str | No
     # garbage collector, so a large parent (a parsed COCO JSON) is not copied into every worker.
     gc.freeze()
     try:
-        with multiprocessing.Pool(workers) as pool:
+        with multiprocessing.Pool(workers, initializer=_leave_interrupts_to_the_parent) as pool:
             return list(tqdm(pool.imap(fn, items, chunksize=chunksize), **bar))
     finally:
         gc.unfreeze()

@@ -4,18 +4,13 @@ Snakemake rules (``workflow/rules/common.smk``, ``sources()``) and ``dvc.yaml`` 
 inputs, so that editing a module reruns exactly the stages that import it (docs/architecture.md,
 "Code dependencies"). The closure is computed from the modules' ``import`` statements with ``ast``,
 imports inside functions included, and every package ``__init__.py`` on the way (importing
-``sipe.a.b`` runs ``sipe/__init__.py`` and ``sipe/a/__init__.py``).
-
-``python -m sipe.sources [--check] [dvc.yaml]`` rewrites the ``sipe/`` entries of every stage's
-``deps`` in ``dvc.yaml`` from the closures (``--check``: only report stages that disagree, exit 1).
+``sipe.a.b`` runs ``sipe/__init__.py`` and ``sipe/a/__init__.py``). dvc.yaml takes them from the
+rules when ``sipe dvc-yaml`` generates it (sipe/dvc_stages.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
-import re
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -80,51 +75,3 @@ def command_sources(command: str) -> list[str]:
     from sipe.cli import command_module
 
     return list(import_closure(command_module(command)))
-
-
-_COMMAND = re.compile(r"python -m sipe (?:-- )?([a-z-]+)")
-
-
-def dvc_stage_sources(cmd: str) -> list[str]:
-    """Source files of a DVC stage from its ``cmd`` (``python -m sipe <command> ...``)."""
-    match = _COMMAND.search(" ".join(cmd.split()))
-    if match is None:
-        raise ValueError(f"not a `python -m sipe <command>` stage: {cmd!r}")
-    return command_sources(match.group(1))
-
-
-def sync_dvc_deps(dvc_yaml: Path, write: bool = True) -> list[str]:
-    """Replace the ``sipe/`` deps of every stage of ``dvc_yaml`` by its command's sources, keeping the other deps
-    and the file's comments; return the names of the stages that changed (written only when ``write``)."""
-    from sipe.io import round_trip_yaml
-
-    yaml = round_trip_yaml()
-    document = yaml.load(dvc_yaml)
-    changed = []
-    for name, stage in document["stages"].items():
-        body = stage.get("do", stage)
-        deps = body.setdefault("deps", [])
-        others = [dep for dep in deps if not str(dep).startswith(f"{PACKAGE}/")]
-        wanted = others + dvc_stage_sources(body["cmd"])
-        if list(deps) != wanted:
-            changed.append(name)
-            deps[:] = wanted
-    if changed and write:
-        with open(dvc_yaml, "w") as stream:
-            yaml.dump(document, stream)
-    return changed
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sipe.sources", description=__doc__.split("\n\n")[0])
-    parser.add_argument("dvc_yaml", nargs="?", type=Path, default=ROOT / "dvc.yaml")
-    parser.add_argument("--check", action="store_true", help="report stages whose deps disagree; change nothing")
-    args = parser.parse_args(argv)
-    changed = sync_dvc_deps(args.dvc_yaml, write=not args.check)
-    verb = "disagree" if args.check else "updated"
-    print(f"{args.dvc_yaml}: {len(changed)} stage(s) {verb}" + (f": {', '.join(changed)}" if changed else ""))
-    return 1 if changed and args.check else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,8 @@ A stage describes what is its own in a :class:`TrainingJob` — the dataset, how
 with its parameter groups and loss (:class:`Built`), its settings — and :func:`run_training` does the
 rest the same way for all of them (:func:`sipe.training.fit` underneath), into one output layout::
 
-    <out>/model.pt          the trained network, written last (pretrain-backbone: backbone.pth)
+    <out>/model.pt          the trained network, written last and atomically (pretrain-backbone: backbone.pth);
+                            the previous one stays until then (a killed rerun loses nothing)
     <out>/train/steps.csv   one row per step: step, epoch, lr, loss and its parts, grad_norm, time_s
     <out>/train/train.json  final losses, steps, speed, seed, settings, library versions
     <out>/train/loss.png    loss curves and the lr schedule
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from sipe.errors import ConfigError
-from sipe.io import atomic_path, write_json
+from sipe.io import atomic_path, input_digest, write_json
 from sipe.training import StepFn, TrainConfig, TrainResult, fit, make_sgd, seed_everything
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class TrainingJob:
     build: Callable[[], Built]
     config: dict                       # max_step, batch_size and TrainConfig values not in ``settings``
     fingerprint: dict                  # the settings that shape the weights (resume.pt must match them)
+    inputs: dict = field(default_factory=dict)   # name → file or folder the weights come from (init weights,
+                                                 # labels): their digests join the fingerprint (sipe.io.input_digest)
     about: str = ""                    # details for the start log line
     summary: dict = field(default_factory=dict)  # extra train.json entries
     meta: dict = field(default_factory=dict)     # extra model.pt "meta" entries
@@ -89,9 +92,11 @@ def run_training(job: TrainingJob, out_dir: Path, workers: int, device: str | No
     log.info("%s on %d images: %d steps of %d%s", job.name, len(job.dataset), config.max_step, config.batch_size,
              f", {job.about}" if job.about else "")
     started, report = time.time(), out_dir / REPORT_DIR
+    fingerprint = {**job.fingerprint, "dataset": job.dataset_name}
+    if job.inputs:  # a checkpoint of a run on other labels or init weights must not be resumed
+        fingerprint["inputs"] = {name: input_digest(path) for name, path in job.inputs.items()}
     result = fit(model, optimizer, job.dataset, step, config, resume_path=out_dir / RESUME_NAME,
-                 log_path=report / STEPS_NAME, fingerprint={**job.fingerprint, "dataset": job.dataset_name},
-                 on_step=on_step)
+                 log_path=report / STEPS_NAME, fingerprint=fingerprint, on_step=on_step)
     write_report(job, result, config, report, started)
     model_path = out_dir / job.model_name
     meta = {"steps": result.steps, "seed": settings["seed"], **job.meta, "dataset": job.dataset_name,

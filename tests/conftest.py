@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sipe.dvc_stages import shape_of
 from tests.tiny import REPO, load_config, merged
 
 BIN = Path(sys.executable).parent  # the environment's bin/ (snakemake, dvc, sipe)
@@ -26,6 +27,28 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> 
     return proc
 
 
+def run_sh(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    """What ./run.sh does, in the test environment (./run.sh itself would install an environment per checkout):
+    ``sipe sync``, then Snakemake with the default profile."""
+    run(["python", "-m", "sipe", "sync"], cwd=repo)
+    return run(["snakemake", "--workflow-profile", "workflow/profiles/default", *args], cwd=repo)
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Planned jobs per rule from the first "Job stats" table of a Snakemake dry run (empty: nothing to do)."""
+    if "Nothing to be done" in dry_run_output:
+        return {}
+    lines = dry_run_output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("job ")) + 2
+    counts = {}
+    for line in lines[start:]:
+        if not line.strip() or line.startswith("total"):
+            break
+        rule, count = line.split()
+        counts[rule] = int(count)
+    return counts
+
+
 def copy_repo(dest: Path, config: str = "dag", **overrides) -> Path:
     """Copy the repository's files (tracked and new, not ignored) to ``dest`` with the params.yaml settings of
     test configuration ``config`` (tests/configs/), then ``overrides`` (section → dict or value)."""
@@ -38,8 +61,11 @@ def copy_repo(dest: Path, config: str = "dag", **overrides) -> Path:
         if src.is_file() or src.is_symlink():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name, follow_symlinks=False)
-    params = merged(merged(yaml.safe_load((dest / "params.yaml").read_text()), load_config(config)), overrides)
+    default = yaml.safe_load((dest / "params.yaml").read_text())
+    params = merged(merged(default, load_config(config)), overrides)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if shape_of(params) != shape_of(default):  # another DAG: dvc.yaml follows, as ./run.sh would do
+        run(["python", "-m", "sipe", "dvc-yaml"], cwd=dest, check=False)  # fails where the DAG can't be built
     # DVC needs a Git repository around its project.
     run(["git", "init", "-q"], cwd=dest)
     run(["git", "add", "-A"], cwd=dest)

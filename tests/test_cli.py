@@ -13,7 +13,7 @@ from sipe.cli import COMMANDS, build_parser, command_module, main
 
 # Commands that use no setting: they neither take --params nor read params.yaml.
 NO_SETTINGS = {"validate-data", "gather-maps", "gather-labels", "eval-labels", "eval-seg", "convert-deeplab-init",
-               "convert-checkpoint"}
+               "convert-checkpoint", "headline-metrics", "dvc-yaml", "sync", "compare"}
 
 
 def _options(name: str) -> set[str]:

@@ -66,3 +66,12 @@ def test_dry_run_stops_with_the_first_stages_line(tmp_path, monkeypatch, overrid
     else:
         assert lines[0].startswith("sipe train-sipe: error: ImageNet weights for resnet18 not found")
     assert not list(repo.glob("results/*/")) and not list(repo.glob("data/*/"))  # nothing ran
+
+
+def test_a_duplicate_key_in_params_stops_the_dry_run(tmp_path):
+    """Snakemake's own loader keeps the last of two equal keys; the workflow refuses the file when it is read."""
+    repo = copy_repo(tmp_path / "repo")
+    with open(repo / "params.yaml", "a") as params:
+        params.write("dataset: synthetic\n")
+    code, out = _dry_run(repo)
+    assert code != 0 and "params.yaml: duplicate key 'dataset'" in out

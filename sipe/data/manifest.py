@@ -56,13 +56,15 @@ def bad_id_reason(image_id: str) -> str | None:
 def read_id_list(path: str | os.PathLike) -> list[str]:
     """Read an id list (one id per line; VOC-style ``/JPEGImages/x.jpg ...`` lines keep the stem).
 
-    Raises :class:`DatasetError` for a missing or empty list, duplicates and unsafe ids.
+    Raises :class:`DatasetError` for a missing or empty list, bytes that are not UTF-8, duplicates and unsafe ids.
     """
+    from sipe.io import read_text_file
+
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: id list not found")
     ids = []
-    for line in path.read_text().splitlines():
+    for line in read_text_file(path, "id list", DatasetError).splitlines():
         if not line.strip():
             continue
         token = line.split()[0]
@@ -119,16 +121,28 @@ class DatasetManifest:
         return mask_dir / f"{image_id}{self.mask_ext}"
 
     def class_labels(self) -> dict[str, tuple[int, ...]]:
-        """Image-level labels: id -> sorted foreground class indices (1..C), docs/method.md A.2/A.3."""
+        """Image-level labels: id -> sorted foreground class indices (1..C), docs/method.md A.2/A.3.
+
+        One-line :class:`DatasetError` naming the file (and the first bad id) unless the file is a JSON
+        object mapping ids to lists of integer class indices in 1..C."""
+        from sipe.io import read_json
+
+        path = self.labels_file
         try:
-            raw = json.loads(self.labels_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{self.labels_file}: cannot read class labels ({exc})") from None
-        bad = [k for k, v in raw.items()
-               if not isinstance(v, list) or not all(isinstance(c, int) and 1 <= c < self.num_classes for c in v)]
+            raw = read_json(path, "class labels file", DatasetError)
+        except FileNotFoundError:
+            raise DatasetError(f"{path}: class labels file not found") from None
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read class labels ({exc.strerror})") from None
+        if not isinstance(raw, dict):
+            raise DatasetError(f"{path}: must be a JSON object mapping image ids to class index lists, "
+                               f"got {_json_type(raw)}")
+        top = self.num_classes - 1
+        bad = [k for k, v in raw.items() if not (isinstance(v, list) and all(_is_int(c) and 1 <= c <= top for c in v))]
         if bad:
-            raise DatasetError(f"{self.labels_file}: labels must be lists of class indices 1..{self.num_classes - 1}; "
-                               f"bad entries: {first_offenders(bad)}")
+            raise DatasetError(f"{path}: {bad[0]}: labels must be lists of class indices 1..{top}, got "
+                               f"{json.dumps(raw[bad[0]])[:60]}" + (f" (and {len(bad) - 1} more bad entries)"
+                                                                  if len(bad) > 1 else ""))
         return {k: tuple(sorted(v)) for k, v in raw.items()}
 
     def to_json(self) -> dict:
@@ -152,24 +166,92 @@ class DatasetManifest:
         write_json(self.root / MANIFEST_NAME, self.to_json())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "DatasetManifest":
-        """Load ``dataset.json`` (``path`` may be the file or its folder)."""
+    def load(cls, path: str | os.PathLike) -> DatasetManifest:
+        """Load ``dataset.json`` (``path`` may be the file or its folder).
+
+        One-line :class:`DatasetError` naming the file (and the key) for a missing file, text that is
+        not UTF-8 JSON, or a key that is missing or of the wrong type (:func:`check_manifest`)."""
+        from sipe.io import read_json
+
         path = Path(path)
         if path.is_dir():
             path = path / MANIFEST_NAME
         try:
-            raw = json.loads(path.read_text())
-            root = path.parent
-
-            def resolve(p):
-                return None if p is None else (root / p)
-
-            splits = {role: Split(resolve(s["list"]), resolve(s["images"]), resolve(s["masks"]))
-                      for role, s in raw["splits"].items()}
-            return cls(root=root, name=raw["name"], classes=tuple(raw["classes"]), splits=splits,
-                       labels_file=resolve(raw["labels"]), image_ext=raw.get("image_ext", ".jpg"),
-                       mask_ext=raw.get("mask_ext", ".png"))
+            raw = read_json(path, "dataset manifest", DatasetError)
         except FileNotFoundError:
             raise DatasetError(f"{path}: dataset manifest not found (run the prepare-data stage first)") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{path}: not a valid dataset manifest ({type(exc).__name__}: {exc})") from None
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read dataset manifest ({exc.strerror})") from None
+        check_manifest(raw, path)
+        root = path.parent
+
+        def resolve(p):
+            return None if p is None else (root / p)
+
+        splits = {role: Split(resolve(s["list"]), resolve(s["images"]), resolve(s["masks"]))
+                  for role, s in raw["splits"].items()}
+        return cls(root=root, name=raw["name"], classes=tuple(raw["classes"]), splits=splits,
+                   labels_file=resolve(raw["labels"]), image_ext=raw.get("image_ext", ".jpg"),
+                   mask_ext=raw.get("mask_ext", ".png"))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_type(value) -> str:
+    """The JSON name of a decoded value's type (object, array, string, number, boolean, null)."""
+    for kind, name in ((dict, "object"), (list, "array"), (str, "string"), (bool, "boolean"),
+                       ((int, float), "number"), (type(None), "null")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _nonempty_string(value) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _extension(value) -> bool:
+    return isinstance(value, str) and value.startswith(".") and len(value) > 1 and "/" not in value
+
+
+# The keys of dataset.json: (required, check, what the value must be).
+_MANIFEST_KEYS = {
+    "name": (True, _nonempty_string, "a non-empty string"),
+    "classes": (True, lambda v: isinstance(v, list) and len(v) >= 2 and all(_nonempty_string(c) for c in v),
+                "a list of at least two class names (background first), each a non-empty string"),
+    "labels": (True, _nonempty_string, "the path of the class labels file (a non-empty string)"),
+    "splits": (True, lambda v: isinstance(v, dict) and len(v) > 0, "an object mapping split names to splits"),
+    "image_ext": (False, _extension, "a file extension such as \".jpg\""),
+    "mask_ext": (False, _extension, "a file extension such as \".png\""),
+}
+_SPLIT_KEYS = {
+    "list": (True, _nonempty_string, "the path of the id list (a non-empty string)"),
+    "images": (True, _nonempty_string, "the path of the image folder (a non-empty string)"),
+    "masks": (True, lambda v: v is None or _nonempty_string(v), "the path of the mask folder or null"),
+}
+
+
+def _check_keys(raw: dict, keys: dict, path: Path, prefix: str = "") -> None:
+    for key, (required, check, must) in keys.items():
+        if key not in raw:
+            if required:
+                raise DatasetError(f"{path}: missing key {prefix}{key}")
+            continue
+        if not check(raw[key]):
+            value = json.dumps(raw[key]) if not isinstance(raw[key], (dict, list)) else _json_type(raw[key])
+            raise DatasetError(f"{path}: {prefix}{key}: must be {must}, got {value[:60]}")
+
+
+def check_manifest(raw, path: Path) -> None:
+    """The structure of a decoded ``dataset.json``: every key present with a value of the right type;
+    one-line :class:`DatasetError` naming ``path`` and the first bad key (``splits.val.masks``)."""
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: must be a JSON object (a dataset manifest), got {_json_type(raw)}")
+    _check_keys(raw, _MANIFEST_KEYS, path)
+    for role, split in raw["splits"].items():
+        if not isinstance(split, dict):
+            raise DatasetError(f"{path}: splits.{role}: must be an object with list, images and masks, "
+                               f"got {_json_type(split)}")
+        _check_keys(split, _SPLIT_KEYS, path, f"splits.{role}.")

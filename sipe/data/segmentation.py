@@ -30,7 +30,7 @@ from sipe.data.classification import load_rgb
 from sipe.data.manifest import DatasetManifest
 from sipe.data.transforms import normalize_image, random_hflip
 from sipe.errors import DatasetError, first_offenders
-from sipe.io import IGNORE_INDEX, read_label_of_size
+from sipe.io import IGNORE_INDEX, check_complete, read_label_of_size
 from sipe.models.deeplab import STYLES
 
 TRAIN_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)      # docs/method.md G.2
@@ -105,7 +105,9 @@ class SegAugment:
 
 
 def label_files(labels_dir: str | os.PathLike, ids: list[str]) -> list[Path]:
-    """``labels_dir/<id>.png`` for every id; one-line :class:`DatasetError` when some are missing."""
+    """``labels_dir/<id>.png`` for every id; one-line :class:`DatasetError` when some are missing or a
+    sharded stage left the folder incomplete (:func:`sipe.io.check_complete`)."""
+    check_complete(labels_dir, DatasetError)
     paths = [Path(labels_dir) / f"{i}.png" for i in ids]
     missing = [p.stem for p in paths if not p.is_file()]
     if missing:

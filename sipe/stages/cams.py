@@ -22,8 +22,8 @@ from sipe.io import IGNORE_INDEX, atomic_path, read_image, read_mask, write_json
 from sipe.maps import (DEFAULT_SCALES, cam_foreground, check_scales, find_maps, is_cam_labels, label_vector,
                        load_maps, map_keys, map_path, multiscale_maps, save_maps, select_present, threshold_foreground)
 from sipe.metrics import ConfusionMatrix, write_scores
-from sipe.stages.shards import gather, shard_ids, write_shard_record
-from sipe.viz import cam_vs_is_cam, save_png, stack_rows
+from sipe.stages.shards import data_input, gather, run_record, shard_ids, sharded_output
+from sipe.viz import cam_vs_is_cam, save_png, stack_rows, with_colour_bar
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,11 @@ def make_cams(params: dict, data: Path, model_path: Path, out_dir: Path, role: s
         model = load_sipe(model_path, num_classes=manifest.num_classes - 1, device=device)
         model.eval()
         start = time.perf_counter()
-        count = write_maps(model, manifest, role, ids, Path(out_dir), scales,
-                           desc=f"make-cams {role} shard {shard[0] + 1}-of-{shard[1]}")
+        run = run_record("make-cams", {"role": role, "scales": list(scales)}, model=model_path, data=data_input(data))
+        with sharded_output([Path(out_dir)], shard, ids, run):
+            count = write_maps(model, manifest, role, ids, Path(out_dir), scales,
+                               desc=f"make-cams {role} shard {shard[0] + 1}-of-{shard[1]}")
         elapsed = time.perf_counter() - start
-    write_shard_record(Path(out_dir), shard, ids)
     if shard[1] == 1:  # unsharded (DVC, people): this run is also the gather step
         gather(Path(out_dir), manifest.ids(role), ".npz", role)
     log.info("make-cams: %d maps of %s shard %d-of-%d in %s (%.1fs, %.2f images/s, %s, %d threads)", count, role,
@@ -103,7 +104,7 @@ def cam_overlays(params: dict, data: Path, maps_dir, out_png: Path) -> None:
             raise SipeError(f"{paths[image_id]}: map size {tuple(is_cam.shape[1:])} != image size "
                             f"{tuple(image.shape[:2])} of {image_id}")
         rows.append(cam_vs_is_cam(image, keys, cam, is_cam, manifest.classes, image_id))
-    save_png(out_png, stack_rows(rows))
+    save_png(out_png, with_colour_bar(stack_rows(rows)))
 
 
 def _sweep_plot(path: Path, thresholds: Sequence[float], mious: Sequence[float], best: float,

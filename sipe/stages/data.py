@@ -47,11 +47,12 @@ def prepare_data(params: dict, out: Path, workers: int) -> DatasetManifest:
 
 
 def dataset_report(params: dict, data: Path, out: Path, workers: int) -> dict:
-    """Validate a prepared dataset and write ``stats.json``, ``class_stats.csv`` and ``contact_sheet.png``."""
+    """Validate a prepared dataset and write ``stats.json``, ``class_stats.csv`` (and its page for the report,
+    ``class_stats.html``) and ``contact_sheet.png``."""
     from PIL import Image
 
     from sipe.data.stats import dataset_statistics
-    from sipe.viz import contact_sheet, save_png
+    from sipe.viz import contact_sheet, percent_columns, save_png, write_html_table
 
     manifest = DatasetManifest.load(data)
     validate_dataset(manifest, workers=workers)
@@ -66,11 +67,16 @@ def dataset_report(params: dict, data: Path, out: Path, workers: int) -> dict:
             images.append(np.asarray(image.convert("RGB")))
         masks.append(read_label_png(manifest.mask_path("train", image_id)))
         captions.append(", ".join(manifest.classes[c] for c in labels[image_id]))
-    sheet = contact_sheet(images, masks, captions)
+    sheet = contact_sheet(images, masks, captions, columns=2, class_names=manifest.classes)  # fits a screen
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "stats.json", summary)
     with atomic_path(out / "class_stats.csv") as tmp:
         per_class.to_csv(tmp)  # the index holds the class names
+    write_html_table(out / "class_stats.html",
+                     percent_columns(per_class.reset_index(), {"mean_area_fraction": "mean object area (% of image)",
+                                                               "pixel_fraction": "pixels (% of all)"}),
+                     f"Classes of train_aug ({manifest.name})",
+                     "images: train_aug images with the class; objects: connected components of its GT mask.")
     save_png(out / "contact_sheet.png", sheet)
     return summary

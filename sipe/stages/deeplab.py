@@ -29,12 +29,12 @@ from sipe.data.segmentation import PseudoLabelDataset, SegAugment, label_files, 
 from sipe.device import model_device, select_device, torch_threads
 from sipe.errors import ConfigError, SipeError
 from sipe.io import IGNORE_INDEX, read_image, read_label_png, read_mask, save_label_png
-from sipe.metrics import ConfusionMatrix, write_scores
+from sipe.metrics import ConfusionMatrix, per_class_table, write_scores
 from sipe.models.deeplab import DeepLabV2, load_deeplab
 from sipe.refine.crf import crf_inference_probabilities
-from sipe.stages.shards import gather, shard_ids, write_shard_record
+from sipe.stages.shards import data_input, gather, run_record, shard_ids, sharded_output
 from sipe.trainer import Built, TrainingJob, backbone_init, ids_sha1, run_training, trained_settings
-from sipe.viz import contact_sheet, save_png
+from sipe.viz import contact_sheet, save_png, write_per_class_html
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def train_deeplab(params: dict, data: Path, labels_dir: Path, out_dir: Path, wor
         config={"max_step": settings["iterations"], "batch_size": batch, "accumulate": settings["iter_size"]},
         fingerprint={"deeplab": trained_settings(settings, *INFERENCE_SETTINGS), "num_classes": manifest.num_classes,
                      "labels_sha1": labels_sha1, "ids_sha1": ids_sha1(dataset.ids)},
+        inputs={"init": init},
         about=f"DeepLabV2 {settings['backbone']}, weights {settings['weights']}, style {settings['style']}, "
               f"{settings['batch_size']} x {settings['iter_size']} per step, crop {settings['crop']}, "
               f"labels {labels_dir}",
@@ -178,18 +179,22 @@ def segment(params: dict, data: Path, model_path: Path, out_dir: Path, split: st
     with torch_threads(workers):
         model = load_deeplab(model_path, num_classes=manifest.num_classes, device=select_device(device))
         start = time.perf_counter()
-        for image_id in tqdm(ids, desc=f"segment {split} {shard[0] + 1}-of-{shard[1]}", unit="img", mininterval=2.0):
-            image = read_image(manifest.image_path(split, image_id))
-            probs = predict_probabilities(model, image, flip=settings["flip"])
-            labels = {"pred": probs.argmax(axis=0).astype(np.uint8)}
-            if with_crf:
-                labels["crf"] = crf_inference_probabilities(image, probs)
-            if split == "test":
-                labels = {"final": labels["crf" if with_crf else "pred"]}
-            for kind, folder in folders.items():
-                save_label_png(folder / f"{image_id}.png", labels[kind])
+        run = run_record("segment", {"split": split, "flip": settings["flip"], "crf": with_crf}, model=model_path,
+                         data=data_input(data))
+        # Each label folder records its shards (the gather step checks them), out_dir too (the job's output).
+        with sharded_output([*folders.values(), out_dir], shard, ids, run):
+            for image_id in tqdm(ids, desc=f"segment {split} {shard[0] + 1}-of-{shard[1]}", unit="img",
+                                 mininterval=2.0):
+                image = read_image(manifest.image_path(split, image_id))
+                probs = predict_probabilities(model, image, flip=settings["flip"])
+                labels = {"pred": probs.argmax(axis=0).astype(np.uint8)}
+                if with_crf:
+                    labels["crf"] = crf_inference_probabilities(image, probs)
+                if split == "test":
+                    labels = {"final": labels["crf" if with_crf else "pred"]}
+                for kind, folder in folders.items():
+                    save_label_png(folder / f"{image_id}.png", labels[kind])
         elapsed = time.perf_counter() - start
-    write_shard_record(out_dir, shard, ids)
     if shard[1] == 1:
         for folder in folders.values():
             gather(folder, all_ids, ".png", split)
@@ -204,8 +209,8 @@ def segment(params: dict, data: Path, model_path: Path, out_dir: Path, split: st
 
 def eval_seg(data: Path, pred_dir: Path, out_dir: Path, split: str = "val") -> dict:
     """Score the label maps of ``pred_dir`` against the GT of ``split`` (docs/method.md G.3): GT 255 ignored, a
-    predicted 255 is an error. Writes ``summary.json`` (mIoU, pixel and mean accuracy, FW-IoU, …) and
-    ``per_class.csv`` into ``out_dir``; returns the summary."""
+    predicted 255 is an error. Writes ``summary.json`` (mIoU, pixel and mean accuracy, FW-IoU, …),
+    ``per_class.csv`` and its page for the report, ``per_class.html``, into ``out_dir``; returns the summary."""
     manifest = DatasetManifest.load(data)
     ids = manifest.ids(split)
     paths = label_files(pred_dir, ids)
@@ -220,6 +225,8 @@ def eval_seg(data: Path, pred_dir: Path, out_dir: Path, split: str = "val") -> d
     scores = matrix.scores(manifest.classes)
     out_dir = Path(out_dir)
     write_scores(scores, out_dir / "summary.json", out_dir / "per_class.csv")
+    write_per_class_html(out_dir / "per_class.html", per_class_table(scores),
+                         f"DeepLabV2 on {split}, {Path(pred_dir).name}: per-class scores ({manifest.name})")
     log.info("eval-seg %s on %s (%d images): mIoU %.4f, pixel acc %.4f, mean acc %.4f, FW-IoU %.4f", pred_dir,
              split, len(ids), scores["mIoU"], scores["pixel_acc"], scores["mean_acc"], scores["fw_iou"])
     return scores
@@ -247,7 +254,8 @@ def label_sheet(data: Path, split: str, folders: Sequence[Path], titles: Sequenc
             images.append(tile[0])
             masks.append(tile[1])
             captions.append(tile[2])
-    save_png(out_png, contact_sheet(images, masks, captions, columns=1 + len(folders)))
+    save_png(out_png, contact_sheet(images, masks, captions, columns=1 + len(folders),
+                                    class_names=manifest.classes))
 
 
 def _image_miou(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> float:

@@ -26,7 +26,7 @@ import numpy as np
 from sipe.device import torch_threads
 from sipe.errors import SipeError, first_offenders, one_line
 from sipe.figures import save_localisation_figure, save_segmentation_figure
-from sipe.io import save_label_png, write_text
+from sipe.io import read_text_file, save_label_png, write_text
 from sipe.maps import check_scales, map_path, save_maps
 from sipe.predict import MAX_PIXELS, ImageError, Localiser, Segmenter, class_ids, load, open_image
 
@@ -43,7 +43,7 @@ def _expand(item: str) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-        lines = [line.strip() for line in path.read_text().splitlines()]
+        lines = [line.strip() for line in read_text_file(path, "image list").splitlines()]
         return [path.parent / line for line in lines if line and not line.startswith("#")]
     if path.exists() or not glob.has_magic(item):
         return [path]

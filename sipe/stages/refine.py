@@ -6,8 +6,9 @@
   stage's map and one more CRF pass with the background channel attenuated (docs/method.md F.1);
 * ``pseudo-labels``: ``refine/pseudo_labels/<id>.png``, the IRN random walk (docs/method.md F.5).
 
-Every stage checks its inputs before it writes anything (a map for every id), writes each PNG
-atomically, records its shard in ``shards/K-of-N.json`` and, when unsharded, also gathers
+Every stage checks its inputs before it writes anything (a map for every id, complete input
+folders), writes each PNG atomically inside :func:`sipe.stages.shards.sharded_output` (the folder is
+marked incomplete until its shard record is written) and, when unsharded, also gathers
 (``index.json``). The CRF stages run images on a pool of ``workers`` processes; the pseudo-label
 stage runs torch with ``workers`` threads.
 """
@@ -28,13 +29,13 @@ from sipe.maps import find_maps, load_maps
 from sipe.data.manifest import DatasetManifest
 from sipe.device import select_device
 from sipe.errors import SipeError, first_offenders
-from sipe.io import read_image, read_label_of_size, save_label_png
+from sipe.io import check_complete, read_image, read_label_of_size, save_label_png
 from sipe.models.irn import load_irn
 from sipe.parallel import parallel_map
 from sipe.refine.crf import CRFSettings
 from sipe.refine.ir_labels import confident_labels, crf_label_map
 from sipe.refine.pseudo_labels import boundary_map, rw_label_map, walk_scores
-from sipe.stages.shards import gather, shard_ids, write_shard_record
+from sipe.stages.shards import data_input, gather, run_record, shard_ids, sharded_output
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,6 @@ def _shard(data: Path, maps_dir: Path, shard: tuple[int, int]) -> tuple[DatasetM
 
 def _finish(name: str, out_dir: Path, shard: tuple[int, int], ids: list[str], all_ids: list[str], elapsed: float,
             workers: int) -> None:
-    write_shard_record(out_dir, shard, ids)
     if shard[1] == 1:  # unsharded (DVC, people): this run is also the gather step
         gather(out_dir, all_ids, LABEL_SUFFIX, ROLE)
     log.info("%s: %d label maps of %s shard %d-of-%d in %s (%.1f s, %.2f images/s, %d workers)", name, len(ids), ROLE,
@@ -106,7 +106,9 @@ def crf_labels(params: dict, data: Path, maps_dir: Path, out_dir: Path, shard: t
     out_dir = Path(out_dir)
     tasks = [(manifest.image_path(ROLE, i), maps[i], label_path(out_dir, i), settings, manifest.num_classes)
              for i in ids]
-    _, elapsed = _run("crf", _crf_task, tasks, workers, shard)
+    run = run_record("crf", {"crf": params["crf"]}, maps=maps_dir, data=data_input(data))
+    with sharded_output([out_dir], shard, ids, run):
+        _, elapsed = _run("crf", _crf_task, tasks, workers, shard)
     _finish("crf", out_dir, shard, ids, all_ids, elapsed, workers)
 
 
@@ -115,6 +117,7 @@ def ir_labels(params: dict, data: Path, maps_dir: Path, crf_dir: Path, out_dir: 
     """Stage ``ir-labels``: ``out_dir/<id>.png`` = confident labels (docs/method.md F.1) from the crf stage's map
     (``fg_conf``) and a CRF pass with the background channel × ``ir_labels.bg_attenuation`` (``bg_conf``)."""
     manifest, all_ids, ids, maps = _shard(data, maps_dir, shard)
+    check_complete(crf_dir)
     missing = [i for i in ids if not label_path(crf_dir, i).is_file()]
     if missing:
         raise SipeError(f"{crf_dir}: no CRF label map for {len(missing)} of {len(ids)} ids: "
@@ -124,7 +127,10 @@ def ir_labels(params: dict, data: Path, maps_dir: Path, crf_dir: Path, out_dir: 
     out_dir = Path(out_dir)
     tasks = [(manifest.image_path(ROLE, i), maps[i], label_path(crf_dir, i), label_path(out_dir, i), settings,
               attenuation, manifest.num_classes) for i in ids]
-    coverage, elapsed = _run("ir-labels", _ir_task, tasks, workers, shard)
+    run = run_record("ir-labels", {"crf": params["crf"], "ir_labels": params["ir_labels"]}, maps=maps_dir,
+                     crf=crf_dir, data=data_input(data))
+    with sharded_output([out_dir], shard, ids, run):
+        coverage, elapsed = _run("ir-labels", _ir_task, tasks, workers, shard)
     empty = [i for i, c in zip(ids, coverage) if c == 0.0]
     if empty:
         log.warning("ir-labels: %d images have no confident pixel (all 255), IRN learns nothing from them: %s",
@@ -143,13 +149,17 @@ def pseudo_labels(params: dict, data: Path, maps_dir: Path, model_path: Path, ou
     model = load_irn(model_path, backbone=params["sipe"]["backbone"], device=device)
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    for image_id in tqdm(ids, desc=f"pseudo-labels shard {shard[0] + 1}-of-{shard[1]}", unit="img", mininterval=2.0):
-        image_path = manifest.image_path(ROLE, image_id)
-        image, keys, is_cam = image_and_maps(image_path, maps[image_id], manifest.num_classes)
-        edge = boundary_map(model, image, settings["pad_size"])
-        scores = walk_scores(torch.from_numpy(is_cam).to(device), edge, settings["cam_power"], settings["radius"],
-                             settings["beta"], settings["exp_times"])
-        save_label_png(label_path(out_dir, image_id), rw_label_map(keys, scores, *image.shape[:2]))
+    run = run_record("pseudo-labels", {"pseudo_labels": settings, "backbone": params["sipe"]["backbone"]},
+                     maps=maps_dir, model=model_path, data=data_input(data))
+    with sharded_output([out_dir], shard, ids, run):
+        for image_id in tqdm(ids, desc=f"pseudo-labels shard {shard[0] + 1}-of-{shard[1]}", unit="img",
+                             mininterval=2.0):
+            image_path = manifest.image_path(ROLE, image_id)
+            image, keys, is_cam = image_and_maps(image_path, maps[image_id], manifest.num_classes)
+            edge = boundary_map(model, image, settings["pad_size"])
+            scores = walk_scores(torch.from_numpy(is_cam).to(device), edge, settings["cam_power"],
+                                 settings["radius"], settings["beta"], settings["exp_times"])
+            save_label_png(label_path(out_dir, image_id), rw_label_map(keys, scores, *image.shape[:2]))
     _finish("pseudo-labels", out_dir, shard, ids, all_ids, time.perf_counter() - start, workers)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from sipe.data.manifest import DatasetManifest
 from sipe.errors import SipeError, first_offenders
-from sipe.io import IGNORE_INDEX, atomic_path, read_label_of_size, read_mask, write_json
+from sipe.io import IGNORE_INDEX, atomic_path, check_complete, read_label_of_size, read_mask, write_json
 from sipe.metrics import ConfusionMatrix, per_class_table, summary
 from sipe.stages.refine import label_path
 
@@ -39,6 +39,7 @@ def eval_labels(data: Path, labels_dir: Path, out_dir: Path, role: str = "train"
     ``per_class.csv`` into ``out_dir``; return the summary."""
     manifest = DatasetManifest.load(data)
     ids = manifest.ids(role)
+    check_complete(labels_dir)
     missing = [i for i in ids if not label_path(labels_dir, i).is_file()]
     if missing:
         raise SipeError(f"{labels_dir}: no label PNG for {len(missing)} of {len(ids)} {role} ids: "

@@ -1,4 +1,5 @@
-"""The results tables, each beside the paper's numbers (pandas → CSV + Markdown).
+"""The results tables, each beside the paper's numbers (pandas → CSV + Markdown + an HTML page that the
+Snakemake report shows inline).
 
 * ``localisation_table``: CAM baseline, IS-CAM without GSC and SIPE on the train split (paper Tab. 4);
 * ``refinement_table``: IS-CAM → +dCRF → IR labels → IRN pseudo labels on the train split;
@@ -16,6 +17,7 @@ import pandas as pd
 
 from sipe.errors import SipeError
 from sipe.io import atomic_path, write_text
+from sipe.viz import write_html_table
 
 # Paper Tab. 4 (VOC train, localisation maps, mIoU %): CAM 50.1, IS-CAM w/o GSC 53.2, SIPE 58.6.
 PAPER_TAB4_VOC = {("cam", "nogsc"): 50.1, ("is_cam", "nogsc"): 53.2, ("is_cam", "sipe"): 58.6}
@@ -29,6 +31,19 @@ LOCALISATION_ROWS = (  # (map, variant, label)
     ("is_cam", "sipe", "SIPE: IS-CAM with GSC"),
     ("cam", "sipe", "CAM of the GSC-trained model (best background threshold)"),
 )
+
+
+# What the HTML page of each table says under it (``DataFrame.attrs["note"]``, set by the functions below).
+LOCALISATION_NOTE = (
+    "mIoU in % on the train split. paper_voc_mIoU: the paper's Tab. 4 (PASCAL VOC 2012 train: CAM "
+    f"{PAPER_TAB4_VOC[('cam', 'nogsc')]}, IS-CAM without GSC {PAPER_TAB4_VOC[('is_cam', 'nogsc')]}, SIPE "
+    f"{PAPER_TAB4_VOC[('is_cam', 'sipe')]}); \u2014 where it gives none: the CAM of the GSC-trained model, and "
+    "every row for any dataset other than VOC.")
+REFINEMENT_NOTE = (
+    "mIoU, coverage and precision in % on the train split. paper_voc_mIoU: the paper's VOC train numbers (IS-CAM "
+    f"{PAPER_REFINE_VOC['is_cam']}, + denseCRF {PAPER_REFINE_VOC['crf']}); \u2014 where it gives none: the IR "
+    "labels, the random-walk pseudo labels (about 68 in a user's reproduction), and every row for any dataset "
+    "other than VOC.")
 
 
 def read_summary(path: Path) -> dict:
@@ -55,16 +70,26 @@ def localisation_table(summaries: list[Path], dataset: str) -> pd.DataFrame:
             "mIoU": round(100 * summary[f"{kind}_mIoU"], 2),
             "paper_voc_mIoU": paper,
         })
-    return pd.DataFrame(rows)
+    return _noted(pd.DataFrame(rows), LOCALISATION_NOTE)
 
 
 def write_table(table: pd.DataFrame, csv_path: Path, title: str) -> None:
-    """Write ``table`` as CSV and, next to it, as a Markdown file with the same stem."""
+    """Write ``table`` as CSV and, next to it with the same stem, as a Markdown file and as a self-contained
+    HTML page with the note of ``table.attrs["note"]`` under it (:func:`sipe.viz.html_table`; the Snakemake
+    report shows it inline)."""
+    csv_path = Path(csv_path)
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
     shown = table.astype(object).where(table.notna(), None)  # NaN cells print as "—"
     markdown = shown.to_markdown(index=False, floatfmt=".2f", missingval="—")
     write_text(csv_path.with_suffix(".md"), f"# {title}\n\n{markdown}\n")
+    write_html_table(csv_path.with_suffix(".html"), table, title, table.attrs.get("note", ""))
+
+
+def _noted(table: pd.DataFrame, note: str) -> pd.DataFrame:
+    """``table`` with ``note`` in its ``attrs``: the line the HTML page shows under it."""
+    table.attrs["note"] = note
+    return table
 
 
 def _percent(value) -> float | None:
@@ -90,7 +115,7 @@ def refinement_table(cams_summary: Path, crf_summary: Path, ir_summary: Path, ps
         rows.append({"labels": "IRN random-walk pseudo labels", "mIoU": _percent(read_summary(pseudo_summary)["mIoU"]),
                      "coverage": 100.0})
     columns = ["labels", "mIoU", "coverage", "fg_precision", "bg_precision", "paper_voc_mIoU"]
-    return pd.DataFrame(rows, columns=columns)
+    return _noted(pd.DataFrame(rows, columns=columns), REFINEMENT_NOTE)
 
 
 # (row key, label, split, key in the summary JSON)
@@ -121,6 +146,19 @@ PAPER_SUMMARY = {
 }
 
 
+def _reported(dataset: str) -> str:
+    """The paper's numbers of one dataset as text: 'IS-CAM 58.6, ...' (rows it reports only)."""
+    labels = {key: label for key, label, *_ in SUMMARY_ROWS}
+    return ", ".join(f"{labels[key]} {value}" for key, (value, _) in PAPER_SUMMARY[dataset].items()
+                     if value is not None)
+
+
+SUMMARY_NOTE = ("mIoU in %. paper_mIoU: the paper's number for this dataset and row, paper_note: where it comes "
+                "from; \u2014 where the paper reports none. The paper reports VOC (" + _reported("voc") + ") and COCO ("
+                + _reported("coco") + "); for any other dataset, e.g. the synthetic one, the table has no paper "
+                "columns.")
+
+
 def summary_table(summaries: dict[str, Path | None], dataset: str) -> pd.DataFrame:
     """One row per ``SUMMARY_ROWS`` entry whose summary file is given (``summaries[row key]``): method, split and
     our mIoU in %; for VOC and COCO also ``paper_mIoU`` and ``paper_note``."""
@@ -138,4 +176,4 @@ def summary_table(summaries: dict[str, Path | None], dataset: str) -> pd.DataFra
         if paper is not None:
             row["paper_mIoU"], row["paper_note"] = paper[key]
         rows.append(row)
-    return pd.DataFrame(rows)
+    return _noted(pd.DataFrame(rows), SUMMARY_NOTE)

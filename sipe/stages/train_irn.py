@@ -17,6 +17,7 @@ import torch
 
 from sipe.data.manifest import DatasetManifest
 from sipe.errors import ConfigError
+from sipe.io import check_complete
 from sipe.models.irn import IRN
 from sipe.refine.affinity_dataset import AffinityDataset
 from sipe.refine.irn_loss import irn_losses
@@ -50,6 +51,7 @@ def train_irn(params: dict, data: Path, labels_dir: Path, out_dir: Path, workers
         index = PathIndex(radius, crop // 4, crop // 4)
     except ValueError as exc:
         raise ConfigError(f"irn.crop {crop} / irn.radius {radius}: {exc} (the crop's stride-4 grid)") from None
+    check_complete(labels_dir)
     dataset = AffinityDataset(manifest, Path(labels_dir), "train_aug", crop=crop,
                               scale_range=tuple(settings["scale_range"]))
     max_step = epoch_steps(len(dataset), settings, "irn", data)
@@ -67,6 +69,7 @@ def train_irn(params: dict, data: Path, labels_dir: Path, out_dir: Path, workers
         config={"max_step": max_step, "batch_size": settings["batch_size"], "grad_clip": None},
         fingerprint={"irn": trained_settings(settings), "backbone": sipe["backbone"], "weights": sipe["weights"],
                      "ids_sha1": ids_sha1(dataset.ids)},
+        inputs={"labels": labels_dir, "init": init},
         about=f"IRN {sipe['backbone']}, weights {sipe['weights']}, crop {crop}, radius {radius} "
               f"({index.num_directions} directions, {index.num_sources} sources)",
         summary={"epochs": settings["epochs"], "backbone": sipe["backbone"]})

@@ -78,6 +78,7 @@ def train_sipe(params: dict, data: Path, out_dir: Path, workers: int, device: st
         settings=settings, build=build, config={"max_step": max_step, "batch_size": settings["batch_size"]},
         fingerprint={"sipe": trained_settings(settings, "variants"), "num_classes": manifest.num_classes,
                      "ids_sha1": ids_sha1(dataset.ids)},
+        inputs={"init": init},
         about=f"SIPE {settings['backbone']}, weights {settings['weights']}, gsc {settings['gsc']}, "
               f"crop {settings['crop']}",
         summary={"gsc": settings["gsc"], "epochs": settings["epochs"]}, meta={"gsc": settings["gsc"]})

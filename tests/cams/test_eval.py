@@ -127,9 +127,10 @@ def test_cam_overlays_sheet(dataset, tmp_path):
     out = tmp_path / "overlays.png"
     cam_overlays(PARAMS, dataset, maps, out)
     with Image.open(out) as sheet:
-        # 2 samples x (CAM row + IS-CAM row); rows are 128 px tiles + 14 px caption + 4 px padding
+        # the colour bar on top (label line, bar, tick labels: 4 + 18 + 14 + 2 + 18 + 4 = 60 px), then per sample
+        # a 22 px heading + CAM row + IS-CAM row (128 px tiles + one 20 px caption line + 4 px padding) + 4 px
         assert sheet.format == "PNG"
-        assert sheet.height == 2 * (2 * 146 + 4) + 4
+        assert sheet.height == 60 + 2 * (22 + 2 * 152 + 4) + 4
         # img0 (12x16) has background + 2 classes: image + 3 maps, tiles 171 px wide
         assert sheet.width == 4 * (171 + 4) + 4
         image = np.asarray(sheet.convert("RGB"))

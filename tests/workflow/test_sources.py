@@ -1,4 +1,4 @@
-"""Code dependencies computed from imports (sipe/sources.py): the closures, dvc.yaml, and what an edit reruns."""
+"""Code dependencies computed from imports (sipe/sources.py): the closures, and what an edit reruns."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sipe.sources import command_sources, import_closure, imported_modules, sync_dvc_deps
-from tests.conftest import REPO, run
+from sipe.sources import command_sources, import_closure, imported_modules
+from tests.conftest import run
 
 
 def test_imports_inside_functions_and_package_inits_count():
@@ -40,19 +40,6 @@ def test_gather_code_is_part_of_its_sharded_stage(sharded, gather):
     # DVC runs a sharded stage unsharded, as one stage that also stands for the gather rule: its code deps
     # (the sharded command's) must cover what the gather command runs
     assert set(command_sources(gather)) <= set(command_sources(sharded))
-
-
-def test_dvc_yaml_deps_are_the_computed_closures():
-    assert sync_dvc_deps(REPO / "dvc.yaml", write=False) == [], "run `python -m sipe.sources dvc.yaml`"
-
-
-def test_sync_rewrites_a_drifted_stage_and_keeps_the_rest(tmp_path):
-    text = (REPO / "dvc.yaml").read_text()
-    drifted = tmp_path / "dvc.yaml"
-    drifted.write_text(text.replace("      - sipe/refine/crf.py\n", "", 1))
-    assert sync_dvc_deps(drifted, write=False) != []
-    sync_dvc_deps(drifted)
-    assert drifted.read_text() == text
 
 
 def _planned_rules(repo: Path) -> set[str]:

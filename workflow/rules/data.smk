@@ -4,12 +4,14 @@
 rule prepare_data:
     """Build the prepared dataset (VOC layout + dataset.json) that params.yaml `dataset` names."""
     input:
+        raw=RAW_FOLDERS,
         code=sources("prepare-data"),
     output:
         directory(DATA),
     params:
         file=PARAMS,
-        settings={"dataset": DATASET, DATASET: config[DATASET]},
+        settings=settings("dataset", DATASET),
+        raw=tree_digest(RAW_FOLDERS),  # a rewritten file deep in a raw folder leaves the folder's date alone
     log:
         f"{LOGS}/prepare_data.log",
     conda:
@@ -34,15 +36,16 @@ rule dataset_report:
             category="Dataset",
         ),
         stats=f"{RESULTS}/dataset/stats.json",
-        classes=report(
-            f"{RESULTS}/dataset/class_stats.csv",
+        classes=f"{RESULTS}/dataset/class_stats.csv",
+        classes_html=report(
+            f"{RESULTS}/dataset/class_stats.html",
             caption="../report/class_stats.rst",
             category="Dataset",
         ),
     params:
         file=PARAMS,
         out=subpath(output.stats, parent=True),
-        settings=config["dataset_report"],
+        settings=settings("dataset_report"),
     log:
         f"{LOGS}/dataset_report.log",
     conda:

@@ -7,7 +7,7 @@ DEEPLAB = f"{RESULTS}/deeplab"
 DEEPLAB_INIT = f"{RESULTS}/pretrain/backbone.pth" if config["deeplab"]["weights"] == "pretrain" else None
 # Inference-only settings: changing them must not retrain the network.
 DEEPLAB_INFERENCE_KEYS = ("flip", "crf", "shards", "sheet_samples")
-DEEPLAB_TRAINING = {k: v for k, v in config["deeplab"].items() if k not in DEEPLAB_INFERENCE_KEYS}
+DEEPLAB_TRAINING = [f"deeplab.{k}" for k in config["deeplab"] if k not in DEEPLAB_INFERENCE_KEYS]
 # The label maps scored per split: MSC argmax, and the same through the denseCRF (deeplab.crf).
 SEG_KINDS = ["pred", "crf"] if config["deeplab"]["crf"] else ["pred"]
 SEG_TITLES = {"pred": "'DeepLab, MSC'", "crf": "'with denseCRF'"}
@@ -33,14 +33,14 @@ rule train_deeplab:
         init=DEEPLAB_INIT or [],
         code=sources("train-deeplab"),
     output:
-        model=f"{DEEPLAB}/model.pt",
-        steps=f"{DEEPLAB}/train/steps.csv",
-        summary=f"{DEEPLAB}/train/train.json",
-        curve=report(f"{DEEPLAB}/train/loss.png", caption="../report/deeplab_loss.rst", category="Training",
-                     subcategory="DeepLab"),
+        model=update(f"{DEEPLAB}/model.pt"),
+        steps=update(plot(f"{DEEPLAB}/train/steps.csv", x="step", y="loss", title="DeepLabV2 training loss")),
+        summary=update(f"{DEEPLAB}/train/train.json"),
+        curve=update(report(f"{DEEPLAB}/train/loss.png", caption="../report/deeplab_loss.rst", category="Training",
+                     subcategory="DeepLab")),
     params:
         file=PARAMS,
-        settings=DEEPLAB_TRAINING,
+        settings=settings(*DEEPLAB_TRAINING, "refine.method"),  # the method picks the labels it trains on
         labels=subpath(input.labels, parent=True),
         init=f"--init {DEEPLAB_INIT}" if DEEPLAB_INIT else "",
         out=subpath(output.model, parent=True),
@@ -66,10 +66,10 @@ rule segment:
         model=f"{DEEPLAB}/model.pt",
         code=sources("segment"),
     output:
-        f"{DEEPLAB}/{{split}}/shards/{{scatteritem}}.json",
+        update(f"{DEEPLAB}/{{split}}/shards/{{scatteritem}}.json"),
     params:
         file=PARAMS,
-        settings={k: config["deeplab"][k] for k in ("flip", "crf")},
+        settings=settings("deeplab.flip", "deeplab.crf", "deeplab.shards"),
         out=lambda wildcards: f"{DEEPLAB}/{wildcards.split}",
     log:
         f"{LOGS}/segment_{{split}}_{{scatteritem}}.log",
@@ -92,7 +92,7 @@ rule gather_segment:
         shards=gather.deeplab(f"{DEEPLAB}/{{{{split}}}}/shards/{{scatteritem}}.json"),
         code=sources("gather-labels"),
     output:
-        f"{DEEPLAB}/{{split}}/{{kind}}/index.json",
+        update(f"{DEEPLAB}/{{split}}/{{kind}}/index.json"),
     params:
         labels=subpath(output[0], parent=True),
     log:
@@ -114,9 +114,10 @@ rule eval_seg:
         index=f"{DEEPLAB}/val/{{kind}}/index.json",
         code=sources("eval-seg"),
     output:
-        summary=f"{DEEPLAB}/eval/{{kind}}/summary.json",
-        classes=report(f"{DEEPLAB}/eval/{{kind}}/per_class.csv", caption="../report/eval_seg.rst",
-                       category="Segmentation", subcategory="{kind}"),
+        summary=update(f"{DEEPLAB}/eval/{{kind}}/summary.json"),
+        classes=update(f"{DEEPLAB}/eval/{{kind}}/per_class.csv"),
+        classes_html=update(report(f"{DEEPLAB}/eval/{{kind}}/per_class.html", caption="../report/eval_seg.rst",
+                            category="Segmentation", subcategory="{kind}")),
     params:
         pred=subpath(input.index, parent=True),
         out=subpath(output.summary, parent=True),
@@ -143,7 +144,7 @@ rule pseudo_label_sheet:
                category="Segmentation"),
     params:
         file=PARAMS,
-        settings=config["deeplab"]["sheet_samples"],
+        settings=settings("deeplab.sheet_samples"),
         labels=subpath(input.labels, parent=True),
     log:
         f"{LOGS}/pseudo_label_sheet.log",
@@ -168,7 +169,7 @@ rule prediction_sheet:
                category="Segmentation"),
     params:
         file=PARAMS,
-        settings=config["deeplab"]["sheet_samples"],
+        settings=settings("deeplab.sheet_samples"),
         labels=[f"{DEEPLAB}/val/{kind}" for kind in SEG_KINDS],
         titles=" ".join(SEG_TITLES[kind] for kind in SEG_KINDS),
     log:
@@ -192,8 +193,9 @@ rule summary_table:
         deeplab=expand(f"{DEEPLAB}/eval/{{kind}}/summary.json", kind=SEG_KINDS),
         code=sources("summary-table"),
     output:
-        csv=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Results"),
+        csv=f"{RESULTS}/summary.csv",
         md=f"{RESULTS}/summary.md",
+        html=report(f"{RESULTS}/summary.html", caption="../report/summary.rst", category="Results"),
     params:
         file=PARAMS,
         deeplab=" ".join(f"--deeplab{'-crf' if kind == 'crf' else ''} {DEEPLAB}/eval/{kind}/summary.json"

@@ -18,10 +18,10 @@ rule crf:
         maps=REFINE_MAPS,
         code=sources("crf"),
     output:
-        f"{REFINE}/crf/shards/{{scatteritem}}.json",
+        update(f"{REFINE}/crf/shards/{{scatteritem}}.json"),
     params:
         file=PARAMS,
-        settings=config["crf"],
+        settings=settings("crf", "refine.shards"),
         maps=subpath(input.maps, parent=True),
         out=subpath(output[0], ancestor=2),
     log:
@@ -45,10 +45,10 @@ rule ir_labels:
         crf=f"{REFINE}/crf/index.json",
         code=sources("ir-labels"),
     output:
-        f"{REFINE}/ir_labels/shards/{{scatteritem}}.json",
+        update(f"{REFINE}/ir_labels/shards/{{scatteritem}}.json"),
     params:
         file=PARAMS,
-        settings=[config["crf"], config["ir_labels"]],
+        settings=settings("crf", "ir_labels", "refine.shards"),
         maps=subpath(input.maps, parent=True),
         crf=subpath(input.crf, parent=True),
         out=subpath(output[0], ancestor=2),
@@ -73,14 +73,14 @@ rule train_irn:
         init=PRETRAINED or [],
         code=sources("train-irn"),
     output:
-        model=f"{REFINE}/irn/model.pt",
-        steps=f"{REFINE}/irn/train/steps.csv",
-        summary=f"{REFINE}/irn/train/train.json",
-        curve=report(f"{REFINE}/irn/train/loss.png", caption="../report/irn_loss.rst", category="Training",
-                     subcategory="IRN"),
+        model=update(f"{REFINE}/irn/model.pt"),
+        steps=update(plot(f"{REFINE}/irn/train/steps.csv", x="step", y="loss", title="IRN training loss")),
+        summary=update(f"{REFINE}/irn/train/train.json"),
+        curve=update(report(f"{REFINE}/irn/train/loss.png", caption="../report/irn_loss.rst", category="Training",
+                     subcategory="IRN")),
     params:
         file=PARAMS,
-        settings=[config["irn"], {k: config["sipe"][k] for k in ("backbone", "weights")}],
+        settings=settings("irn", "sipe.backbone", "sipe.weights"),
         labels=subpath(input.labels, parent=True),
         init=f"--init {PRETRAINED}" if PRETRAINED else "",
         out=subpath(output.model, parent=True),
@@ -107,10 +107,10 @@ rule pseudo_labels:
         model=f"{REFINE}/irn/model.pt",
         code=sources("pseudo-labels"),
     output:
-        f"{REFINE}/pseudo_labels/shards/{{scatteritem}}.json",
+        update(f"{REFINE}/pseudo_labels/shards/{{scatteritem}}.json"),
     params:
         file=PARAMS,
-        settings=config["pseudo_labels"],
+        settings=settings("pseudo_labels", "sipe.backbone", "refine.shards"),
         maps=subpath(input.maps, parent=True),
         out=subpath(output[0], ancestor=2),
     log:
@@ -138,7 +138,7 @@ for _folder in LABEL_FOLDERS:
             shards=gather.refine(f"{REFINE}/{_folder}/shards/{{scatteritem}}.json"),
             code=sources("gather-labels"),
         output:
-            f"{REFINE}/{_folder}/index.json",
+            update(f"{REFINE}/{_folder}/index.json"),
         params:
             labels=subpath(output[0], parent=True),
         log:
@@ -162,8 +162,8 @@ rule eval_labels:
     wildcard_constraints:
         labels="|".join(LABEL_FOLDERS),
     output:
-        summary=f"{REFINE}/{{labels}}_eval/summary.json",
-        classes=f"{REFINE}/{{labels}}_eval/per_class.csv",
+        summary=update(f"{REFINE}/{{labels}}_eval/summary.json"),
+        classes=update(f"{REFINE}/{{labels}}_eval/per_class.csv"),
     params:
         labels=subpath(input.index, parent=True),
         out=subpath(output.summary, parent=True),
@@ -188,8 +188,9 @@ rule refinement_table:
         pseudo=f"{REFINE}/pseudo_labels_eval/summary.json" if REFINE_IRN else [],
         code=sources("refinement-table"),
     output:
-        csv=report(f"{RESULTS}/refinement.csv", caption="../report/refinement.rst", category="Results"),
+        csv=f"{RESULTS}/refinement.csv",
         md=f"{RESULTS}/refinement.md",
+        html=report(f"{RESULTS}/refinement.html", caption="../report/refinement.rst", category="Results"),
     params:
         file=PARAMS,
         pseudo=f"--pseudo-eval {REFINE}/pseudo_labels_eval/summary.json" if REFINE_IRN else "",

@@ -17,13 +17,13 @@ rule pretrain_backbone:
         data=DATA,
         code=sources("pretrain-backbone"),
     output:
-        weights=f"{RESULTS}/pretrain/backbone.pth",
-        steps=f"{RESULTS}/pretrain/train/steps.csv",
-        summary=f"{RESULTS}/pretrain/train/train.json",
-        curve=report(f"{RESULTS}/pretrain/train/loss.png", caption="../report/pretrain.rst", category="Training"),
+        weights=update(f"{RESULTS}/pretrain/backbone.pth"),
+        steps=update(plot(f"{RESULTS}/pretrain/train/steps.csv", x="step", y="loss", title="Backbone pre-training loss")),
+        summary=update(f"{RESULTS}/pretrain/train/train.json"),
+        curve=update(report(f"{RESULTS}/pretrain/train/loss.png", caption="../report/pretrain.rst", category="Training")),
     params:
         file=PARAMS,
-        settings=[config["pretrain"], {k: config["sipe"][k] for k in ("backbone", "crop", "resize_long")}],
+        settings=settings("pretrain", "sipe.backbone", "sipe.crop", "sipe.resize_long"),
         out=subpath(output.weights, parent=True),
         sipe=sipe_launcher,
     log:
@@ -47,14 +47,15 @@ rule train_sipe:
         init=PRETRAINED or [],
         code=sources("train-sipe"),
     output:
-        model=f"{RESULTS}/{{variant}}/model.pt",
-        steps=f"{RESULTS}/{{variant}}/train/steps.csv",
-        summary=f"{RESULTS}/{{variant}}/train/train.json",
-        curve=report(f"{RESULTS}/{{variant}}/train/loss.png", caption="../report/loss.rst", category="Training",
-                     subcategory="{variant}"),
+        model=update(f"{RESULTS}/{{variant}}/model.pt"),
+        steps=update(plot(f"{RESULTS}/{{variant}}/train/steps.csv", x="step", y="loss",
+                   title="SIPE training loss ({variant})")),
+        summary=update(f"{RESULTS}/{{variant}}/train/train.json"),
+        curve=update(report(f"{RESULTS}/{{variant}}/train/loss.png", caption="../report/loss.rst", category="Training",
+                     subcategory="{variant}")),
     params:
         file=PARAMS,
-        settings=config["sipe"],
+        settings=settings("sipe"),
         init=f"--init {PRETRAINED}" if PRETRAINED else "",
         out=subpath(output.model, parent=True),
         sipe=sipe_launcher,
@@ -80,10 +81,10 @@ rule make_cams:
         model=f"{RESULTS}/{{variant}}/model.pt",
         code=sources("make-cams"),
     output:
-        f"{RESULTS}/{{variant}}/cams/shards/{{scatteritem}}.json",
+        update(f"{RESULTS}/{{variant}}/cams/shards/{{scatteritem}}.json"),
     params:
         file=PARAMS,
-        settings=config["cams"]["scales"],
+        settings=settings("cams.scales", "cams.shards"),
         role=cams_role,
         out=lambda wildcards: f"{RESULTS}/{wildcards.variant}/cams",
     log:
@@ -108,7 +109,7 @@ rule gather_cams:
         shards=gather.cams(f"{RESULTS}/{{{{variant}}}}/cams/shards/{{scatteritem}}.json"),
         code=sources("gather-maps"),
     output:
-        f"{RESULTS}/{{variant}}/cams/index.json",
+        update(f"{RESULTS}/{{variant}}/cams/index.json"),
     params:
         maps=subpath(output[0], parent=True),
         role=cams_role,
@@ -135,7 +136,7 @@ rule cam_overlays:
                category="Localisation maps", subcategory="{variant}"),
     params:
         file=PARAMS,
-        settings=config["cams"]["overlay_samples"],
+        settings=settings("cams.overlay_samples"),
         maps=subpath(input.index, parent=True),
     log:
         f"{LOGS}/cam_overlays_{{variant}}.log",
@@ -156,18 +157,19 @@ rule eval_cams:
         index=f"{RESULTS}/{{variant}}/cams/index.json",
         code=sources("eval-cams"),
     output:
-        summary=f"{RESULTS}/{{variant}}/eval_cams/summary.json",
-        is_cam=f"{RESULTS}/{{variant}}/eval_cams/is_cam.json",
-        is_cam_classes=f"{RESULTS}/{{variant}}/eval_cams/is_cam_per_class.csv",
-        cam=f"{RESULTS}/{{variant}}/eval_cams/cam.json",
-        cam_classes=f"{RESULTS}/{{variant}}/eval_cams/cam_per_class.csv",
-        sweep=f"{RESULTS}/{{variant}}/eval_cams/cam_threshold_sweep.csv",
-        sweep_plot=report(f"{RESULTS}/{{variant}}/eval_cams/cam_threshold_sweep.png",
+        summary=update(f"{RESULTS}/{{variant}}/eval_cams/summary.json"),
+        is_cam=update(f"{RESULTS}/{{variant}}/eval_cams/is_cam.json"),
+        is_cam_classes=update(f"{RESULTS}/{{variant}}/eval_cams/is_cam_per_class.csv"),
+        cam=update(f"{RESULTS}/{{variant}}/eval_cams/cam.json"),
+        cam_classes=update(f"{RESULTS}/{{variant}}/eval_cams/cam_per_class.csv"),
+        sweep=update(plot(f"{RESULTS}/{{variant}}/eval_cams/cam_threshold_sweep.csv", x="threshold", y="mIoU",
+                   title="CAM mIoU against the background threshold ({variant})")),
+        sweep_plot=update(report(f"{RESULTS}/{{variant}}/eval_cams/cam_threshold_sweep.png",
                           caption="../report/threshold_sweep.rst", category="Localisation maps",
-                          subcategory="{variant}"),
+                          subcategory="{variant}")),
     params:
         file=PARAMS,
-        settings=config["eval_cams"],
+        settings=settings("eval_cams"),
         maps=subpath(input.index, parent=True),
         out=subpath(output.summary, parent=True),
     log:
@@ -188,8 +190,9 @@ rule localisation_table:
         summaries=expand(f"{RESULTS}/{{variant}}/eval_cams/summary.json", variant=VARIANTS),
         code=sources("localisation-table"),
     output:
-        csv=report(f"{RESULTS}/localisation.csv", caption="../report/localisation.rst", category="Results"),
+        csv=f"{RESULTS}/localisation.csv",
         md=f"{RESULTS}/localisation.md",
+        html=report(f"{RESULTS}/localisation.html", caption="../report/localisation.rst", category="Results"),
     params:
         file=PARAMS,
     log:
