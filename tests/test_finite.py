@@ -106,19 +106,23 @@ def test_init_weights_with_inf_are_refused(tmp_path, capsys):
 
 # --- settings: sipe (sipe.config) and Snakemake (snakemake.utils.validate on the same schema) ------
 
-def _params() -> dict:
-    return yaml.safe_load(REPO_PARAMS.read_text())
+def _params(key: str | None = None, value=None) -> dict:
+    """The repository's settings, with dotted ``key`` (a list item by its index, e.g. "cams.scales.1") set to
+    ``value``."""
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    if key is not None:
+        section, name, *index = key.split(".")
+        if index:
+            params[section][name][int(index[0])] = value
+        else:
+            params[section][name] = value
+    return params
 
 
 @BAD
 @pytest.mark.parametrize("key", ["sipe.lr", "deeplab.grad_clip", "cams.scales.1", "crf.gt_prob"])
 def test_params_non_finite_number_names_the_key(tmp_path, capsys, bad, key):
-    params = _params()
-    section, name, *index = key.split(".")
-    if index:
-        params[section][name][int(index[0])] = bad
-    else:
-        params[section][name] = bad
+    params = _params(key, bad)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     line = _run(capsys, ["check-params", "--params", path])
@@ -140,12 +144,7 @@ def test_params_written_by_hand(tmp_path, capsys, bad):
 def test_schema_refuses_non_finite_numbers(bad, key):
     """The schema alone (what Snakemake's validate(config, schema) applies) refuses them."""
     jsonschema = pytest.importorskip("jsonschema")
-    params = _params()
-    section, name, *index = key.split(".")
-    if index:
-        params[section][name][int(index[0])] = bad
-    else:
-        params[section][name] = bad
+    params = _params(key, bad)
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(params))
     assert errors and all(".".join(map(str, e.path)) == key for e in errors)
