@@ -80,8 +80,8 @@ def test_dvc_exp_run_reruns_only_what_follows_the_key_and_snakemake_agrees(repo)
 
 
 def test_a_sharded_stage_run_by_dvc_writes_the_files_snakemake_expects(repo):
-    """deeplab.flip: DVC runs both shards of `segment` and the gather checks, as Snakemake would."""
-    ran = dvc_stages_run(run(["dvc", "exp", "run", "-S", "deeplab.flip=false"], cwd=repo).stdout)
+    """deeplab.flip (false by default): DVC runs both shards of `segment` and the gather checks, as Snakemake would."""
+    ran = dvc_stages_run(run(["dvc", "exp", "run", "-S", "deeplab.flip=true"], cwd=repo).stdout)
     assert "segment-val" in ran and not any(name.startswith(("train_", "make_cams")) for name in ran)
     assert sorted(p.name for p in (repo / "results/synthetic/deeplab/val/shards").glob("*.json")) == [
         "1-of-2.json", "2-of-2.json"]
