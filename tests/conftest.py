@@ -27,6 +27,19 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> 
     return proc
 
 
+def copy_run(repo: Path, dest: Path) -> Path:
+    """A copy of a repository where the DAG ran (dates, Snakemake metadata and DVC cache included). DVC's cache
+    files are hard links: DVC names them by content and never rewrites one, and the tiny run's cache is as large
+    as its results (the checkpoints)."""
+    def link_cache_copy_rest(src: str, dst: str) -> None:
+        if Path(src).is_relative_to(Path(repo) / ".dvc" / "cache"):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    return Path(shutil.copytree(repo, dest, symlinks=True, copy_function=link_cache_copy_rest))
+
+
 def run_sh(repo: Path, *args: str) -> subprocess.CompletedProcess:
     """What ./run.sh does, in the test environment (./run.sh itself would install an environment per checkout):
     ``sipe sync``, then Snakemake with the default profile."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -29,7 +28,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import BIN, run, run_sh
+from tests.conftest import BIN, copy_run, run, run_sh
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +181,7 @@ def assert_same_outputs(repo: Path, reference: Path) -> None:
 @pytest.fixture
 def repo(snakemake_run: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "repo"
-    shutil.copytree(snakemake_run, copy, symlinks=True)
+    copy_run(snakemake_run, copy)
     return copy
 
 

@@ -7,13 +7,12 @@ recorded the run in dvc.lock), and counts the jobs or stages the tools then run 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import job_counts, run, run_sh
+from tests.conftest import copy_run, job_counts, run, run_sh
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +24,7 @@ def repo(snakemake_run: Path, tmp_path: Path) -> Path:
     """A copy of the run (dates, Snakemake metadata and DVC cache included), its dvc.lock committed to Git as
     the baseline that experiments start from."""
     copy = tmp_path / "repo"
-    shutil.copytree(snakemake_run, copy, symlinks=True)
+    copy_run(snakemake_run, copy)
     run(["git", "add", "-A"], cwd=copy)
     run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "baseline"], cwd=copy)
     return copy
@@ -121,7 +120,7 @@ def test_an_edited_setting_reruns_the_same_work_in_both_tools(repo, tmp_path):
     eval_cams changes: where a rerun stage reproduces its output byte for byte, DVC stops there while Snakemake,
     which plans before it runs, also reruns what follows (docs/architecture.md, "One state, two tools")."""
     twin = tmp_path / "twin"
-    shutil.copytree(repo, twin, symlinks=True)
+    copy_run(repo, twin)
     for copy in (repo, twin):
         params = yaml.safe_load((copy / "params.yaml").read_text())
         params["eval_cams"]["bg_thresholds"] = [0.1, 0.2]
