@@ -113,6 +113,12 @@ def input_digest(path: str | os.PathLike | None) -> str | None:
     return file_digest(path / INDEX_NAME if path.is_dir() else path)
 
 
+def unfinished_shards(folder: str | os.PathLike) -> list[str]:
+    """The shards (``K-of-N``) of a sharded stage's ``folder`` that started and did not finish, sorted."""
+    shards = Path(folder) / SHARDS_DIR
+    return sorted(p.name[: -len(RUNNING_SUFFIX)] for p in shards.glob(f"*{RUNNING_SUFFIX}"))
+
+
 def check_complete(folder: str | os.PathLike, error: type[SipeError] = SipeError) -> None:
     """Refuse (one line naming ``folder``) a folder that a sharded stage left incomplete: a shard that did not
     finish (``shards/*.running``), no ``index.json``, or shard records made by another run (settings, inputs)
@@ -122,7 +128,7 @@ def check_complete(folder: str | os.PathLike, error: type[SipeError] = SipeError
     shards = folder / SHARDS_DIR
     if not shards.is_dir():
         return
-    running = sorted(p.name[: -len(RUNNING_SUFFIX)] for p in shards.glob(f"*{RUNNING_SUFFIX}"))
+    running = unfinished_shards(folder)
     if running:
         raise error(f"{folder}: shard {running[0]} did not finish (killed or failed): the folder is incomplete, "
                     "run its stage again")
@@ -202,14 +208,10 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", error: type[Sipe
         raise error(f"{path}: {exc} ({what})") from None
 
 
+@functools.cache
 def yaml_loader():
     """A ``yaml.SafeLoader`` subclass that refuses a mapping with the same key twice (PyYAML keeps the
     last one silently)."""
-    return _unique_key_loader()
-
-
-@functools.cache
-def _unique_key_loader():
     import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sipe.data.manifest import MANIFEST_NAME, DatasetManifest
 from sipe.errors import SipeError, first_offenders
-from sipe.io import INDEX_NAME, RUNNING_SUFFIX, SHARDS_DIR, input_digest, read_json, write_json
+from sipe.io import INDEX_NAME, RUNNING_SUFFIX, SHARDS_DIR, input_digest, read_json, unfinished_shards, write_json
 
 _SHARD = re.compile(r"^(\d+)-of-(\d+)$")
 
@@ -111,7 +111,7 @@ def _check_records(out_dir: Path, ids: list[str], role: str) -> dict | None:
     hand); one-line :class:`SipeError` for an unfinished shard, a missing one, records of several shard
     counts or runs, or a record of other ids than the split's shard."""
     shards = out_dir / SHARDS_DIR
-    running = sorted(p.name[: -len(RUNNING_SUFFIX)] for p in shards.glob(f"*{RUNNING_SUFFIX}"))
+    running = unfinished_shards(out_dir)
     if running:
         raise SipeError(f"{out_dir}: shard {running[0]} did not finish (killed or failed): run it again "
                         "before the gather step")

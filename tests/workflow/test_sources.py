@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sipe.sources import command_sources, import_closure, imported_modules
-from tests.conftest import run
+from tests.conftest import job_counts, run
 
 
 def test_imports_inside_functions_and_package_inits_count():
@@ -44,9 +44,7 @@ def test_gather_code_is_part_of_its_sharded_stage(sharded, gather):
 
 def _planned_rules(repo: Path) -> set[str]:
     out = run(["snakemake", "-n", "--quiet", "rules"], cwd=repo)
-    lines = (out.stdout + out.stderr).splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("job")) + 2
-    return {line.split()[0] for line in lines[start:] if line.strip() and not line.startswith("total")}
+    return set(job_counts(out.stdout + out.stderr))
 
 
 @pytest.mark.slow
