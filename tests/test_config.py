@@ -25,7 +25,7 @@ def test_shipped_params_are_valid():
     (lambda p: p["synthetic"].update(colour=3), "params.yaml: unknown key 'synthetic.colour'"),
     (lambda p: p.update(extra=1), "params.yaml: unknown key 'extra'"),
     (lambda p: p["synthetic"].update(seed="seven"), "params.yaml: synthetic.seed: 'seven' is not of type 'integer'"),
-    (lambda p: p["synthetic"].update(num_classes=13), "params.yaml: synthetic.num_classes: 13 is greater than the maximum of 12"),
+    (lambda p: p["synthetic"].update(num_classes=21), "params.yaml: synthetic.num_classes: 21 is greater than the maximum of 20"),
     (lambda p: p["synthetic"].update(train_aug=0), "params.yaml: synthetic.train_aug: 0 is less than the minimum of 1"),
     (lambda p: p.update(dataset="imagenet"), "params.yaml: dataset: 'imagenet' is not one of ['synthetic', 'voc', 'coco']"),
     (lambda p: p["coco"].update(crowd="drop"), "params.yaml: coco.crowd: 'drop' is not one of ['class', 'ignore']"),

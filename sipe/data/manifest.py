@@ -26,6 +26,9 @@ from pathlib import Path
 from sipe.errors import DatasetError, first_offenders
 
 MANIFEST_NAME = "dataset.json"
+# Written last by prepare-data: a digest of every other file. DVC stages depend on it instead of the whole
+# folder (sipe/dvc_stages.py), so `dvc status` walks the dataset once, not once per stage.
+CONTENT_NAME = "content.json"
 SPLIT_ROLES = ("train_aug", "train", "val")
 
 
@@ -242,6 +245,28 @@ def _check_keys(raw: dict, keys: dict, path: Path, prefix: str = "") -> None:
         if not check(raw[key]):
             value = json.dumps(raw[key]) if not isinstance(raw[key], (dict, list)) else _json_type(raw[key])
             raise DatasetError(f"{path}: {prefix}{key}: must be {must}, got {value[:60]}")
+
+
+def write_content_digest(root: str | os.PathLike) -> dict:
+    """Write ``root/content.json``: the number of files, their bytes and a sha256 over every file's relative
+    path and contents (sorted), all files of the prepared dataset but this one. Same files, same digest."""
+    import hashlib
+
+    from sipe.io import write_json
+
+    root = Path(root)
+    digest, files, size = hashlib.sha256(), 0, 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != CONTENT_NAME):
+        digest.update(f"{path.relative_to(root).as_posix()}\0".encode())
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        digest.update(b"\0")
+        files += 1
+    content = {"files": files, "bytes": size, "sha256": digest.hexdigest()}
+    write_json(root / CONTENT_NAME, content)
+    return content
 
 
 def check_manifest(raw, path: Path) -> None:

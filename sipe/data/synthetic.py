@@ -25,9 +25,17 @@ Classes (index: name = marker colour-pattern; ``num_classes`` takes the first on
      1 red-ring        2 green-cross     3 blue-stripes    4 yellow-dots
      5 magenta-checker 6 cyan-diamond    7 red-dots        8 green-checker
      9 blue-diamond   10 yellow-ring    11 magenta-cross  12 cyan-stripes
+    13 red-stripes    14 green-diamond  15 blue-ring      16 yellow-checker
+    17 magenta-dots   18 cyan-cross     19 red-checker    20 green-ring
 
-The first six classes differ in colour *and* pattern; classes 7-12 reuse a colour with another
-pattern, so from seven classes on the pattern matters too.
+The first six classes differ in colour *and* pattern; classes 7-20 reuse a colour with another
+pattern, so from seven classes on the pattern matters too. Twenty classes give a set with VOC's
+class count (the VOC-scale rehearsal, docs/scaling.md).
+
+Image sizes (``sizes``): ``uniform`` draws height and width independently from
+[``min_side``, ``max_side``]; ``voc`` imitates PASCAL VOC, whose images have a long side of 500 px:
+the long side is ``max_side``, the short side is drawn from [``min_side``, ``max_side``], and one
+image in four is portrait.
 
 Images hold 1..``max_objects`` objects (geometric-like weights favouring one or two; later objects
 reuse an earlier class with probability 0.25, which gives about 1.5 foreground classes per image as
@@ -82,6 +90,8 @@ CLASS_TABLE: tuple[tuple[str, str], ...] = (
     ("red", "ring"), ("green", "cross"), ("blue", "stripes"), ("yellow", "dots"),
     ("magenta", "checker"), ("cyan", "diamond"), ("red", "dots"), ("green", "checker"),
     ("blue", "diamond"), ("yellow", "ring"), ("magenta", "cross"), ("cyan", "stripes"),
+    ("red", "stripes"), ("green", "diamond"), ("blue", "ring"), ("yellow", "checker"),
+    ("magenta", "dots"), ("cyan", "cross"), ("red", "checker"), ("green", "ring"),
 )
 MAX_CLASSES = len(CLASS_TABLE)
 # Hues (degrees) halfway between the marker hues: colours of the clutter spots.
@@ -91,6 +101,8 @@ SPLIT_CODES = {"train_aug": 0, "val": 1}
 SPLIT_PREFIX = {"train_aug": "syn_train", "val": "syn_val"}
 REQUIRED_KEYS = ("seed", "num_classes", "train_aug", "train", "val", "min_side", "max_side",
                  "max_objects", "distractors", "border", "jpeg_quality")
+SIZE_MODELS = ("uniform", "voc")
+PORTRAIT = 0.25                # share of portrait images under ``sizes: voc``
 PLACEMENT_TRIES = 25
 MIN_HEAD_RADIUS = 9.0          # pixels: below this a marker pattern is no longer legible
 BODY_SCALE = (0.25, 0.45)      # semi-major axis of the body as a fraction of the short side
@@ -122,6 +134,9 @@ def check_settings(settings: dict) -> dict:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise ConfigError(f"synthetic.{key}: must be an integer, got {value!r}")
     s = {k: int(settings[k]) for k in REQUIRED_KEYS}
+    s["sizes"] = settings.get("sizes", "uniform")
+    if s["sizes"] not in SIZE_MODELS:
+        raise ConfigError(f"synthetic.sizes: must be one of {', '.join(SIZE_MODELS)}, got {s['sizes']!r}")
     limits = {"seed": (0, None), "num_classes": (1, MAX_CLASSES), "train_aug": (1, None), "train": (1, None),
               "val": (1, None), "min_side": (48, 1024), "max_side": (48, 1024), "max_objects": (1, 8),
               "distractors": (0, 16), "border": (0, 8), "jpeg_quality": (50, 100)}
@@ -546,12 +561,19 @@ def _measure_objects(inst: np.ndarray, objects: list[ObjectInfo], heads: list[np
         info.marker_pixels = int(info.marker_mask.sum())
 
 
+def _image_size(rng, s: dict) -> tuple[int, int]:
+    """Height and width of the next image under the ``sizes`` model (module docstring)."""
+    if s["sizes"] == "voc":
+        short = int(rng.integers(s["min_side"], s["max_side"] + 1))
+        return (s["max_side"], short) if rng.random() < PORTRAIT else (short, s["max_side"])
+    return int(rng.integers(s["min_side"], s["max_side"] + 1)), int(rng.integers(s["min_side"], s["max_side"] + 1))
+
+
 def render_sample(settings: dict, split: str, index: int) -> SyntheticSample:
     """Render image ``index`` of ``split`` ("train_aug" or "val") with its mask and object records."""
     s = check_settings(settings)
     rng = np.random.default_rng([s["seed"], SPLIT_CODES[split], index])
-    height = int(rng.integers(s["min_side"], s["max_side"] + 1))
-    width = int(rng.integers(s["min_side"], s["max_side"] + 1))
+    height, width = _image_size(rng, s)
     img = _background(rng, height, width)
     _paint_distractors(rng, img, s["distractors"])
     _paint_spots(rng, img)

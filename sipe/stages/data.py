@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sipe.data.manifest import DatasetManifest
+from sipe.data.manifest import DatasetManifest, write_content_digest
 from sipe.data.validate import validate_dataset
 from sipe.io import atomic_path, read_label_png, write_json
 
@@ -37,11 +37,13 @@ BUILDERS = {"synthetic": _synthetic, "voc": _voc, "coco": _coco}
 
 
 def prepare_data(params: dict, out: Path, workers: int) -> DatasetManifest:
-    """Build the prepared dataset ``params['dataset']`` names into ``out`` (replaced atomically)."""
+    """Build the prepared dataset ``params['dataset']`` names into ``out`` (replaced atomically), validated and
+    with its content digest (``content.json``)."""
     name = params["dataset"]
     with atomic_path(out, directory=True) as tmp:
         manifest = BUILDERS[name](params[name], tmp, workers)
         validate_dataset(manifest, workers=workers)
+        write_content_digest(tmp)
     log.info("prepared %s dataset in %s", name, out)
     return DatasetManifest.load(out)
 

@@ -151,7 +151,9 @@ def test_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="synthetic.train"):
         generate_synthetic(tmp_path, {**TINY, "train": 13})
     with pytest.raises(ConfigError, match="synthetic.num_classes"):
-        generate_synthetic(tmp_path, {**TINY, "num_classes": 13})
+        generate_synthetic(tmp_path, {**TINY, "num_classes": 21})
+    with pytest.raises(ConfigError, match="synthetic.sizes: must be one of uniform, voc, got 'square'"):
+        generate_synthetic(tmp_path, {**TINY, "sizes": "square"})
     with pytest.raises(ConfigError, match="min_side"):
         generate_synthetic(tmp_path, {**TINY, "min_side": 100})
     (tmp_path / "x").write_text("")
@@ -161,8 +163,19 @@ def test_settings_are_checked(tmp_path):
 
 def test_class_names():
     assert class_names(12)[:4] == ["red-ring", "green-cross", "blue-stripes", "yellow-dots"]
-    assert len(set(class_names(12))) == 12
+    assert len(set(class_names(20))) == 20  # VOC's class count, every marker distinct
+    assert class_names(20)[12:14] == ["red-stripes", "green-diamond"]
     assert len(set(CLASS_TABLE[:6])) == 6 and len({c for c, _ in CLASS_TABLE[:6]}) == 6
+
+
+def test_voc_sizes_have_a_long_side_of_max_side():
+    settings = {**TINY, "num_classes": 20, "min_side": 250, "max_side": 500, "sizes": "voc"}
+    shapes = [render_sample(settings, "train_aug", i).label.shape for i in range(40)]
+    assert all(max(shape) == 500 and 250 <= min(shape) <= 500 for shape in shapes)
+    portrait = sum(height > width for height, width in shapes)
+    assert 4 <= portrait <= 18  # one in four expected (10 of 40)
+    uniform = [render_sample({**settings, "sizes": "uniform"}, "train_aug", i).label.shape for i in range(40)]
+    assert sum(max(shape) < 500 for shape in uniform) > 30
 
 
 DESIGN = {**TINY, "num_classes": 6, "train_aug": 120, "train": 1, "min_side": 112, "max_side": 176,
