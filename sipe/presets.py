@@ -22,7 +22,7 @@ from sipe.errors import ConfigError
 from sipe.io import YAML_INDENT as INDENT
 from sipe.io import round_trip_yaml, write_text
 
-PRESETS = ("synthetic", "voc", "coco")
+PRESETS = ("synthetic", "synthetic-large", "voc", "coco")
 PRESET_DIR = Path(__file__).with_name("presets")
 
 

@@ -96,3 +96,9 @@ def test_estimate_prints_the_table_and_checks_the_rules_resources(tmp_path, monk
     assert {"train_sipe", "make_cams", "crf", "train_irn", "pseudo_labels", "train_deeplab", "segment"} <= set(lines)
     assert "2 job(s) on GPU" in lines["train_sipe"] and "8 job(s) on CPU" in lines["crf"]
     assert all(line.endswith(" ok") for line in lines.values()), out
+
+
+def test_synthetic_large_is_estimated_within_its_90_minutes():
+    minutes = 60 * sum(stage.cpu_hours for stage in costs(preset("synthetic-large")).values())
+    default = 60 * sum(stage.cpu_hours for stage in costs(preset("synthetic")).values())
+    assert 4 * default < minutes <= 90

@@ -99,9 +99,15 @@ def test_paper_values_differ_from_default_where_the_docs_say():
     assert _get(default, "pseudo_labels.pad_size") == 128
 
 
-def test_all_presets_set_the_same_keys():
-    keys = [set(preset_values(name)) for name in PRESETS]
-    assert keys[0] == keys[1] == keys[2] and len(keys[0]) == 65
+# What only the synthetic presets set: the generated set's size and the stand-in pre-training.
+SYNTHETIC_ONLY = {"synthetic.train_aug", "synthetic.train", "synthetic.val", "synthetic.min_side",
+                  "synthetic.max_side", "pretrain.epochs"}
+
+
+def test_synthetic_sets_every_key_any_preset_sets():
+    keys = {name: set(preset_values(name)) for name in PRESETS}
+    assert keys["voc"] == keys["coco"] and len(keys["voc"]) == 65
+    assert keys["synthetic"] == keys["synthetic-large"] == keys["voc"] | SYNTHETIC_ONLY
 
 
 def test_synthetic_on_the_default_changes_nothing(params_file):
@@ -121,6 +127,18 @@ def test_preset_then_synthetic_restores_the_bytes(name, changed, params_file):
     assert params_file.read_bytes() != before
     assert apply_preset(name, params_file) == []  # idempotent
     assert sorted(apply_preset("synthetic", params_file)) == sorted(keys)
+    assert params_file.read_bytes() == before
+
+
+def test_synthetic_large_scales_the_default_and_synthetic_restores_it(params_file):
+    before = params_file.read_bytes()
+    keys = apply_preset("synthetic-large", params_file)
+    assert set(keys) == SYNTHETIC_ONLY | {"sipe.crop", "sipe.resize_long", "irn.crop", "irn.epochs",
+                                           "pseudo_labels.pad_size", "deeplab.crop", "deeplab.iterations"}
+    large = yaml.safe_load(params_file.read_text())
+    assert large["synthetic"]["train_aug"] == 2 * yaml.safe_load(before)["synthetic"]["train_aug"]
+    assert set(apply_preset("voc", params_file)).isdisjoint(SYNTHETIC_ONLY)  # voc leaves the synthetic set alone
+    apply_preset("synthetic", params_file)  # ... and synthetic restores everything
     assert params_file.read_bytes() == before
 
 
@@ -150,7 +168,7 @@ def test_unknown_preset_is_one_line_naming_the_choices(params_file):
     before = params_file.read_bytes()
     with pytest.raises(ConfigError) as info:
         apply_preset("cityscapes", params_file)
-    assert str(info.value) == "unknown preset 'cityscapes': choose one of synthetic, voc, coco"
+    assert str(info.value) == "unknown preset 'cityscapes': choose one of synthetic, synthetic-large, voc, coco"
     assert params_file.read_bytes() == before
 
 
