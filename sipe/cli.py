@@ -363,8 +363,8 @@ _COMMANDS = (
                 p, a.model, a.images, a.out, data=a.data, classes=a.classes, top_k=a.top_k, scales=a.scales,
                 on_error=a.on_error, max_pixels=a.max_pixels, device=a.device, workers=a.workers)),
     Command("preset", "sipe.presets",
-            "Switch the whole configuration to a preset: synthetic (the CPU-sized default), synthetic-large (the "
-            "method's whole chain in about an hour on a CPU, docs/datasets.md), voc or coco (the paper's settings, "
+            "Switch the whole configuration to a preset: synthetic (the CPU-sized default), synthetic-large (a larger "
+            "synthetic set and budget, about an hour on 2 cores, docs/datasets.md), voc or coco (the paper's settings, "
             "docs/reproducing.md). Rewrites the params file in place, keeping its comments.",
             (PARAMS, Option("name", metavar="NAME",
                             help="synthetic, synthetic-large, voc or coco (the files of sipe/presets/)")),

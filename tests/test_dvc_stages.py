@@ -51,6 +51,15 @@ def test_one_stage_per_rule_and_wildcard_with_the_sharded_rule_and_its_gather_as
     assert stages["eval_cams-sipe"]["deps"] == ["data/s", "results/s/sipe/cams"]  # index.json → its folder
 
 
+def test_stages_read_the_prepared_dataset_through_its_content_digest():
+    prepare = JobRecord(rule="prepare_data", wildcards={}, inputs=["sipe/stages/data.py"], outputs=["data/s"],
+                        cmd="python -m sipe prepare-data --out data/s", order=-1)
+    stages = dvc_stages([prepare, *JOBS])
+    assert stages["prepare_data"]["outs"] == ["data/s"]  # DVC hashes the folder once, for this stage
+    assert stages["train_sipe-sipe"]["deps"] == ["data/s/content.json", *CODE]
+    assert stages["eval_cams-sipe"]["deps"] == ["data/s/content.json", "results/s/sipe/cams"]
+
+
 def test_outputs_marked_as_metrics_and_plots_and_the_rest():
     stages = dvc_stages(JOBS)
     train = stages["train_sipe-sipe"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from sipe.data.manifest import DatasetManifest, read_id_list
+from sipe.data.manifest import DatasetManifest, read_id_list, write_content_digest
 from sipe.data.synthetic import (
     CLASS_TABLE,
     class_names,
@@ -159,6 +160,19 @@ def test_settings_are_checked(tmp_path):
     (tmp_path / "x").write_text("")
     with pytest.raises(ConfigError, match="not empty"):
         generate_synthetic(tmp_path, TINY)
+
+
+def test_content_digest_follows_every_byte(tiny, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny, copy)
+    first, again = write_content_digest(copy), write_content_digest(copy)
+    assert first == again and first["files"] == len([p for p in tiny.rglob("*") if p.is_file()])
+    assert json.loads((copy / "content.json").read_text()) == first
+    mask = next((copy / "SegmentationClass").iterdir())
+    data = bytearray(mask.read_bytes())
+    data[-1] ^= 1
+    mask.write_bytes(bytes(data))
+    assert write_content_digest(copy)["sha256"] != first["sha256"]
 
 
 def test_class_names():
