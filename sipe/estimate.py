@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from sipe.errors import ConfigError
+from sipe.errors import ConfigError, SipeError, one_line
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 # Forward GFLOPs of a 224×224 image (torchvision's model cards): the backbone's share of the work.
@@ -262,6 +262,11 @@ def report(params: dict, workdir: Path, gpu_tflops: float = 30.0, gpu_node_cores
         + f"; total {sum(disk.values()) / 1024:,.1f} GB (DVC's cache holds a second copy unless it links)",
     ]
     if resources and (Path(workdir) / "Snakefile").is_file():
-        lines += ["", "Rule resources (workflow/rules/*.smk) against one job's estimate:",
-                  *resource_check(Path(workdir), stages, gpu_speedup)]
+        from snakemake.exceptions import WorkflowError
+
+        try:
+            checks = resource_check(Path(workdir), stages, gpu_speedup)
+        except (WorkflowError, SipeError) as exc:  # e.g. the raw dataset is not in place yet
+            checks = [f"not checked: the DAG cannot be built yet ({one_line(exc, limit=300)})"]
+        lines += ["", "Rule resources (workflow/rules/*.smk) against one job's estimate:", *checks]
     return "\n".join(lines) + "\n"

@@ -102,3 +102,13 @@ def test_synthetic_large_is_estimated_within_its_90_minutes():
     minutes = 60 * sum(stage.cpu_hours for stage in costs(preset("synthetic-large")).values())
     default = 60 * sum(stage.cpu_hours for stage in costs(preset("synthetic")).values())
     assert 4 * default < minutes <= 90
+
+
+def test_estimate_before_the_raw_data_is_in_place(tmp_path):
+    """`sipe preset voc && sipe estimate` on a machine without VOC: the table, and one line for the rules' check."""
+    repo = copy_repo(tmp_path / "repo")
+    run(["python", "-m", "sipe", "preset", "voc"], cwd=repo)
+    out = run(["python", "-m", "sipe", "estimate"], cwd=repo).stdout
+    assert "train_sipe   6,610 steps" in out and "Traceback" not in out
+    assert out.rstrip().splitlines()[-1].startswith(
+        "not checked: the DAG cannot be built yet (sipe prepare-data: error: data/raw/VOCdevkit/VOC2012: VOC 2012 root")
