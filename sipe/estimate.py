@@ -21,9 +21,9 @@ from sipe.errors import ConfigError, SipeError, one_line
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 # Forward GFLOPs of a 224×224 image (torchvision's model cards): the backbone's share of the work.
 BACKBONE_GFLOPS = {"resnet18": 1.81, "resnet34": 3.66, "resnet50": 4.09, "resnet101": 7.80}
-# Split sizes of the real datasets (docs/datasets.md); test = VOC's segmentation test set.
 # Parameters in millions (torchvision's model cards): checkpoint sizes scale with them.
 BACKBONE_PARAMS = {"resnet18": 11.7, "resnet34": 21.8, "resnet50": 25.6, "resnet101": 44.5}
+# Split sizes of the real datasets (docs/datasets.md); test = VOC's segmentation test set.
 KNOWN_SPLITS = {"voc": {"train_aug": 10582, "train": 1464, "val": 1449, "test": 1456},
                 "coco": {"train_aug": 82081, "train": 82081, "val": 40137, "test": 0}}
 # Typical image of each real dataset, pixels: VOC 500×375, COCO 640×480.
@@ -37,7 +37,8 @@ BASE_MB = 1000
 @dataclass
 class StageCost:
     """One stage of the run: ``units`` images or steps at ``seconds`` each on the reference CPU, in ``jobs``
-    parallel jobs (shards or variants); ``peak_mb`` is the measured peak resident memory of one job."""
+    parallel jobs (shards or variants); ``peak_mb`` is the measured peak resident memory of one job; ``gpu``:
+    whether a GPU runs its work (network stages), else it stays on CPU cores (denseCRF, data)."""
 
     stage: str
     units: int
