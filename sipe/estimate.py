@@ -71,8 +71,7 @@ def split_sizes(params: dict, data: Path | None = None) -> dict:
         from sipe.data.manifest import DatasetManifest
 
         manifest = DatasetManifest.load(data)
-        return {role: len(manifest.ids(role)) for role in manifest.splits} | {"test": len(
-            manifest.ids("test")) if "test" in manifest.splits else 0}
+        return {"test": 0} | {role: len(manifest.ids(role)) for role in manifest.splits}
     if params["dataset"] == "synthetic":
         syn = params["synthetic"]
         return {"train_aug": syn["train_aug"], "train": syn["train"], "val": syn["val"], "test": 0}
